@@ -1,0 +1,80 @@
+"""Settings, built once from environment variables and passed explicitly."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from mlcore.exceptions import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Runtime configuration of the platform.
+
+    Attributes:
+        database_url: SQLAlchemy URL of the scoring database; None means the embedded server.
+        home: Folder for local state (embedded Postgres data, model store).
+        horizon_days: Prediction horizon H of the data contract.
+        valid_days: Length of the most recent outcome window used for validation.
+        embargo_days: Gap between the last training outcome and the validation window.
+        promotion_margin: How much worse than the champion a candidate may be and still be promoted.
+        score_chunk_size: Clients scored per chunk (bounds memory).
+        n_bootstrap: Bootstrap resamples behind each metric interval.
+    """
+
+    database_url: str | None = None
+    home: Path = Path("var")
+    horizon_days: int = 90
+    valid_days: int = 60
+    embargo_days: int | None = None
+    promotion_margin: float = 0.01
+    score_chunk_size: int = 50_000
+    n_bootstrap: int = 200
+
+    def __post_init__(self):
+        for name in ("horizon_days", "valid_days", "score_chunk_size", "n_bootstrap"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}.")
+        if self.embargo_days is not None and self.embargo_days < 0:
+            raise ConfigError(f"embargo_days must be >= 0, got {self.embargo_days!r}.")
+        if not 0 <= self.promotion_margin < 1:
+            raise ConfigError(f"promotion_margin must be in [0, 1), got {self.promotion_margin!r}.")
+
+    @property
+    def model_store(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def pgdata(self) -> Path:
+        return self.home / "pgdata"
+
+    @property
+    def embargo(self) -> int:
+        return self.horizon_days if self.embargo_days is None else self.embargo_days
+
+    @classmethod
+    def from_env(cls, environ=None, **overrides) -> "Settings":
+        """Build settings from ``CLIENT_SCORING_*`` variables and ``DATABASE_URL``."""
+        env = os.environ if environ is None else environ
+        values = {
+            "database_url": env.get("DATABASE_URL") or None,
+            "home": Path(env.get("CLIENT_SCORING_HOME", "var")).resolve(),
+        }
+        ints = {"horizon_days": "HORIZON_DAYS", "valid_days": "VALID_DAYS", "embargo_days": "EMBARGO_DAYS",
+                "score_chunk_size": "SCORE_CHUNK_SIZE", "n_bootstrap": "N_BOOTSTRAP"}
+        for field, var in ints.items():
+            raw = env.get(f"CLIENT_SCORING_{var}")
+            if raw is not None:
+                try:
+                    values[field] = int(raw)
+                except ValueError:
+                    raise ConfigError(f"CLIENT_SCORING_{var} must be an integer, got {raw!r}.") from None
+        raw = env.get("CLIENT_SCORING_PROMOTION_MARGIN")
+        if raw is not None:
+            try:
+                values["promotion_margin"] = float(raw)
+            except ValueError:
+                raise ConfigError(f"CLIENT_SCORING_PROMOTION_MARGIN must be a number, got {raw!r}.") from None
+        values.update(overrides)
+        return cls(**values)

