@@ -1,0 +1,380 @@
+"""A synthetic clienteling world with known truth.
+
+Clients have hidden traits (wealth, engagement, loyalty, gifting, taste) that shape how often
+advisors write about them and which concepts the notes show. Outcomes logged on day d depend only
+on what the notes show as of d - H (recency-weighted concept evidence, note recency and frequency,
+an occasion x intent interaction), so ``truth.csv`` holds the best achievable prediction for every
+outcome row: the ceiling any model of the notes can reach. ``drift_day`` changes the relationship
+between concepts and outcomes from that day on, and shifts the concept mix of later notes.
+
+Example:
+    >>> from mlcore.synth import WorldSpec, write_world
+    >>> write_world(WorldSpec(n_clients=1000, days=730, seed=7), "data/world")  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from mlcore.exceptions import ConfigError
+from mlcore.taxonomy import LANGUAGES, taxonomy
+
+N_TRAITS = 8  # wealth, engagement, loyalty, gifting, 4 taste dimensions
+_WEALTH, _ENGAGE, _LOYAL, _GIFT = 0, 1, 2, 3
+_TAU_DAYS = 60.0          # decay of concept evidence in the true outcome model
+_NOISE_SHARE = 0.08       # share of concept rows that are extractor false positives
+_LABEL_FLIP = 0.03        # label noise on both binary outcomes
+_SPEND_SIGMA = 0.6        # log-normal noise of spend around its expectation
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldSpec:
+    """Parameters of a synthetic world.
+
+    Attributes:
+        n_clients: Number of clients.
+        days: Length of the simulated period in days.
+        seed: Seed of every random draw.
+        drift_day: Day (0-based) from which the concept/outcome relationship and the concept mix change.
+        horizon_days: Prediction horizon H.
+        start: Calendar date of day 0.
+        notes_per_client: Mean number of notes per client over the whole period.
+        concepts_per_note: Mean number of concepts per note.
+        chunk_clients: Clients generated per chunk (bounds memory).
+    """
+
+    n_clients: int = 10_000
+    days: int = 730
+    seed: int = 0
+    drift_day: int | None = None
+    horizon_days: int = 90
+    start: dt.date = dt.date(2024, 1, 1)
+    notes_per_client: float = 3.5
+    concepts_per_note: float = 3.0
+    chunk_clients: int = 50_000
+
+    def __post_init__(self):
+        if self.n_clients <= 0 or self.days <= 0:
+            raise ConfigError(f"n_clients and days must be positive, got {self.n_clients} and {self.days}.")
+        if self.days <= self.horizon_days:
+            raise ConfigError(f"days ({self.days}) must exceed horizon_days ({self.horizon_days}).")
+        if self.drift_day is not None and not 0 < self.drift_day < self.days:
+            raise ConfigError(f"drift_day must be between 1 and days - 1 ({self.days - 1}), got {self.drift_day}.")
+
+
+@dataclasses.dataclass
+class _Params:
+    """World-level parameters drawn once from the seed (regime 0 = before drift, 1 = after)."""
+
+    loadings: np.ndarray          # concepts x traits
+    base: np.ndarray              # regimes x concepts: popularity logits
+    w_purchase: np.ndarray        # regimes x concepts
+    w_churn: np.ndarray
+    w_spend: np.ndarray
+    gift_mask: np.ndarray         # concepts: gift occasions
+    intent_mask: np.ndarray       # concepts: intents
+    alpha: dict                   # intercepts per (target, regime), calibrated on the first chunk
+
+
+def _draw_params(rng: np.random.Generator, tax: pd.DataFrame) -> _Params:
+    n = len(tax)
+    bucket = tax["bucket"].to_numpy()
+    cid = tax["concept_id"].to_numpy().astype(str)
+    loadings = rng.normal(0, 0.35, (n, N_TRAITS))
+    loadings[:, 4:] += rng.normal(0, 0.9, (n, 4)) * np.isin(bucket, ["preferences", "intent"])[:, None]
+    loadings[:, _ENGAGE] += 0.6 * np.isin(bucket, ["intent", "next_action"])
+    loadings[:, _LOYAL] -= 0.9 * (bucket == "constraints")
+    loadings[:, _WEALTH] += rng.uniform(0.3, 1.2, n) * (bucket == "lifestyle")
+    luxury = np.char.find(cid, "high_jewelry") >= 0
+    luxury |= np.char.find(cid, "diamonds") >= 0
+    luxury |= np.char.find(cid, "platinum") >= 0
+    luxury |= np.char.find(cid, "exotic") >= 0
+    loadings[:, _WEALTH] += 1.0 * luxury
+    loadings[:, _GIFT] += 1.0 * (bucket == "occasion")
+    base = rng.normal(-0.5, 0.9, n)
+
+    def sparse_weights(scale_by_bucket, density):
+        w = np.zeros(n)
+        for b, (mean, sd) in scale_by_bucket.items():
+            m = bucket == b
+            w[m] = rng.normal(mean, sd, m.sum())
+        keep = rng.random(n) < density
+        keep |= np.isin(bucket, [b for b, (mean, _) in scale_by_bucket.items() if abs(mean) >= 0.3])
+        return w * keep
+
+    w_p = sparse_weights({"intent": (0.55, 0.25), "next_action": (0.25, 0.2), "occasion": (0.15, 0.2),
+                          "constraints": (-0.4, 0.2), "preferences": (0.0, 0.25), "lifestyle": (0.0, 0.2),
+                          "other": (0.0, 0.3)}, density=0.35)
+    w_c = sparse_weights({"constraints": (0.6, 0.25), "intent": (-0.3, 0.15), "next_action": (-0.15, 0.15),
+                          "other": (0.0, 0.35), "preferences": (0.0, 0.15), "lifestyle": (0.0, 0.15),
+                          "occasion": (0.0, 0.15)}, density=0.3)
+    w_s = sparse_weights({"lifestyle": (0.35, 0.25), "preferences": (0.05, 0.2), "intent": (0.1, 0.15),
+                          "occasion": (0.1, 0.1), "constraints": (-0.2, 0.1), "next_action": (0.0, 0.1),
+                          "other": (0.0, 0.1)}, density=0.4)
+    w_s = w_s + 0.5 * luxury
+
+    def drifted(w, rho=0.2):
+        return rho * w + np.sqrt(1 - rho**2) * rng.permutation(w)
+
+    return _Params(
+        loadings=loadings,
+        base=np.stack([base, base + rng.normal(0, 0.8, n)]),
+        w_purchase=np.stack([w_p, drifted(w_p)]),
+        w_churn=np.stack([w_c, drifted(w_c)]),
+        w_spend=np.stack([w_s, drifted(w_s, rho=0.5)]),
+        gift_mask=np.char.startswith(cid, "gift_"),
+        intent_mask=bucket == "intent",
+        alpha={},
+    )
+
+
+def _sample_rows(cdf_flat: np.ndarray, rows: np.ndarray, n_cols: int, rng) -> np.ndarray:
+    """Draw one column per entry of ``rows`` from the per-row categorical whose CDFs are stacked in cdf_flat."""
+    u = rng.random(len(rows)) * (1 - 1e-9)
+    pos = np.searchsorted(cdf_flat, rows + u, side="right")
+    return np.minimum(pos - rows * n_cols, n_cols - 1)
+
+
+def _generate_chunk(spec: WorldSpec, params: _Params, tax: pd.DataFrame, first: int, n: int,
+                    first_note: int, rng: np.random.Generator):
+    C = len(tax)
+    z = rng.normal(size=(n, N_TRAITS))
+    # --- notes: Poisson process per client, thinned after a client lapses (low loyalty lapses more)
+    engagement = np.exp(0.6 * z[:, _ENGAGE] - 0.18)
+    lapses = rng.random(n) < 1 / (1 + np.exp(1.2 + 1.2 * z[:, _LOYAL]))
+    lapse_day = np.where(lapses, rng.uniform(0, spec.days, n), np.inf)
+    counts = rng.poisson(spec.notes_per_client * engagement * 1.25)
+    note_client = np.repeat(np.arange(n), counts)
+    note_day = rng.integers(0, spec.days, len(note_client))
+    keep = (note_day < lapse_day[note_client]) | (rng.random(len(note_client)) < 0.15)
+    note_client, note_day = note_client[keep], note_day[keep]
+    order = np.lexsort((note_day, note_client))
+    note_client, note_day = note_client[order], note_day[order]
+    n_notes = len(note_client)
+    regime_of_note = (note_day >= spec.drift_day).astype(int) if spec.drift_day else np.zeros(n_notes, int)
+
+    lang_p = np.array([0.4, 0.15, 0.1, 0.08, 0.07, 0.1, 0.1])
+    client_lang = rng.choice(len(LANGUAGES), n, p=lang_p)
+    note_lang = np.where(rng.random(n_notes) < 0.9, client_lang[note_client], 0)
+
+    # --- concepts: client-specific categorical over the taxonomy, per regime
+    k = 1 + rng.poisson(spec.concepts_per_note - 1, n_notes)
+    slot_note = np.repeat(np.arange(n_notes), k)
+    slot_client = note_client[slot_note]
+    slot_regime = regime_of_note[slot_note]
+    concept = np.empty(len(slot_note), dtype=np.int64)
+    affinity = z @ params.loadings.T
+    for r in np.unique(slot_regime):
+        logits = affinity + params.base[r]
+        logits -= logits.max(axis=1, keepdims=True)
+        prob = np.exp(logits)
+        prob /= prob.sum(axis=1, keepdims=True)
+        cdf = np.cumsum(prob, axis=1)
+        cdf[:, -1] = 1.0
+        cdf_flat = (cdf + np.arange(n)[:, None]).ravel()
+        m = slot_regime == r
+        concept[m] = _sample_rows(cdf_flat, slot_client[m], C, rng)
+    noise = rng.random(len(slot_note)) < _NOISE_SHARE
+    concept[noise] = rng.integers(0, C, noise.sum())
+    method = rng.choice(3, len(slot_note), p=[0.5, 0.3, 0.2])  # rule, ml, llm
+    method[noise] = rng.choice([1, 2], noise.sum())
+    confidence = np.where(method == 0, 1.0, np.where(method == 1, rng.beta(8, 2, len(method)),
+                                                      rng.beta(9, 1.5, len(method))))
+    confidence[noise] = rng.uniform(0.3, 0.75, noise.sum())
+    # one row per (note, concept)
+    frame = pd.DataFrame({"note": slot_note, "concept": concept, "noise": noise})
+    dedup = ~frame.duplicated(["note", "concept"]).to_numpy()
+    slot_note, concept, noise = slot_note[dedup], concept[dedup], noise[dedup]
+    method, confidence, slot_client = method[dedup], confidence[dedup], slot_client[dedup]
+
+    # --- outcome observation dates: logged continuously, one every 2 to 8 months per client
+    obs_client, obs_day = [], []
+    day = rng.uniform(spec.horizon_days, spec.horizon_days + 150, n)
+    while True:
+        live = day < spec.days
+        if not live.any():
+            break
+        obs_client.append(np.nonzero(live)[0])
+        obs_day.append(day[live].astype(int))
+        day = day + rng.uniform(60, 240, n)
+    obs_client = np.concatenate(obs_client)
+    obs_day = np.concatenate(obs_day)
+    order = np.lexsort((obs_day, obs_client))
+    obs_client, obs_day = obs_client[order], obs_day[order]
+    obs_regime = (obs_day >= spec.drift_day).astype(int) if spec.drift_day else np.zeros(len(obs_day), int)
+
+    truth = _true_outcomes(spec, params, obs_client, obs_day, obs_regime, note_client, note_day,
+                           slot_client, note_day[slot_note], concept, noise, C)
+    labels = _draw_labels(truth, rng)
+
+    ids = _client_ids(first, n)
+    start = np.datetime64(spec.start)
+    note_ids = "N" + pd.Series(np.arange(first_note, first_note + n_notes), dtype="int64").astype(str).str.zfill(9)
+    note_ids = note_ids.to_numpy()
+    notes = pd.DataFrame({
+        "note_id": note_ids,
+        "client_id": ids[note_client],
+        "date": start + note_day.astype("timedelta64[D]"),
+        "language": np.asarray(LANGUAGES)[note_lang],
+    })
+    alias_table = tax[[f"alias_{lang}" for lang in LANGUAGES]].to_numpy()
+    slot_lang = note_lang[slot_note]
+    alias = alias_table[concept, slot_lang]
+    span_start = rng.integers(0, 400, len(concept))
+    concepts = pd.DataFrame({
+        "note_id": note_ids[slot_note],
+        "client_id": ids[slot_client],
+        "concept_id": tax["concept_id"].to_numpy()[concept],
+        "matched_alias": alias,
+        "evidence_span_start": span_start,
+        "evidence_span_end": span_start + pd.Series(alias).str.len().to_numpy(),
+        "detection_method": np.array(["rule", "ml", "llm"])[method],
+        "confidence": np.round(confidence, 4),
+    })
+    obs_dates = start + obs_day.astype("timedelta64[D]")
+    outcomes = pd.DataFrame({
+        "client_id": ids[obs_client],
+        "purchased": labels["purchased"],
+        "churned": labels["churned"],
+        "lifetime_value": np.round(labels["lifetime_value"], 2),
+        "date": obs_dates,
+    })
+    truth_frame = pd.DataFrame({
+        "client_id": ids[obs_client],
+        "date": obs_dates,
+        "p_purchase": truth["p_purchase"],
+        "p_churn": truth["p_churn"],
+        "expected_clv": truth["expected_clv"],
+        "regime": obs_regime,
+        "has_notes": truth["has_notes"],
+    })
+    return notes, concepts, outcomes, truth_frame
+
+
+def _client_ids(first: int, n: int) -> np.ndarray:
+    return ("C" + pd.Series(np.arange(first, first + n)).astype(str).str.zfill(7)).to_numpy()
+
+
+def _true_outcomes(spec, params, obs_client, obs_day, obs_regime, note_client, note_day,
+                   slot_client, slot_day, concept, noise, C):
+    """Expected outcomes for each observation from the notes as of (day - H)."""
+    n_obs = len(obs_client)
+    as_of = obs_day - spec.horizon_days
+    # Pair each observation with the client's real (non-noise) concept rows dated on or before as_of.
+    real = ~noise
+    ev = _pair(obs_client, as_of, slot_client[real], slot_day[real])
+    obs_idx, row_idx, age = ev
+    decay = np.exp(-age / _TAU_DAYS)
+    evidence = sp.csr_matrix((decay, (obs_idx, concept[real][row_idx])), shape=(n_obs, C))
+    evidence.sum_duplicates()
+    evidence.data = np.minimum(evidence.data, 2.0)
+    ever = evidence.copy()
+    ever.data = np.ones_like(ever.data)
+
+    n_idx, _, n_age = _pair(obs_client, as_of, note_client, note_day)
+    n_total = np.bincount(n_idx, minlength=n_obs)
+    n_recent = np.bincount(n_idx, weights=(n_age < 180), minlength=n_obs)
+    last_age = np.full(n_obs, np.inf)
+    np.minimum.at(last_age, n_idx, n_age)
+    recency = np.where(n_total > 0, np.minimum(last_age / 180.0, 3.0), 1.0)  # unknown, not lapsed
+    has_notes = n_total > 0
+
+    gift = np.asarray(evidence[:, params.gift_mask].sum(axis=1)).ravel()
+    intent = np.asarray(evidence[:, params.intent_mask].sum(axis=1)).ravel()
+    interaction = (gift > 0.3) & (intent > 0.3)
+
+    s_p = np.empty(n_obs)
+    s_c = np.empty(n_obs)
+    s_v = np.empty(n_obs)
+    for r in (0, 1):
+        m = obs_regime == r
+        if not m.any():
+            continue
+        s_p[m] = 1.5 * (evidence[m] @ params.w_purchase[r]) + 0.8 * np.log1p(n_recent[m]) - 0.6 * recency[m] \
+            + 0.9 * interaction[m]
+        s_c[m] = 1.5 * (evidence[m] @ params.w_churn[r]) + 1.2 * recency[m] - 0.5 * np.log1p(n_total[m])
+        s_v[m] = ever[m] @ params.w_spend[r] + 0.25 * np.log1p(n_total[m])
+    for name, score, target in (("purchase", s_p, 0.35), ("churn", s_c, 0.15)):
+        for r in (0, 1):
+            m = (obs_regime == r) & has_notes
+            if (name, r) not in params.alpha:
+                if m.sum() < 100:
+                    continue
+                params.alpha[(name, r)] = _calibrate_intercept(score[m], target)
+    alpha = lambda name, r: params.alpha.get((name, r), params.alpha.get((name, 0), 0.0))  # noqa: E731
+    a_p = np.where(obs_regime == 1, alpha("purchase", 1), alpha("purchase", 0))
+    a_c = np.where(obs_regime == 1, alpha("churn", 1), alpha("churn", 0))
+    p_purchase = _flip(1 / (1 + np.exp(-(a_p + s_p))))
+    p_churn = _flip(1 / (1 + np.exp(-(a_c + s_c))))
+    spend = 1500.0 * np.exp(np.clip(s_v, -2.0, 2.5))
+    return {"p_purchase": p_purchase, "p_churn": p_churn, "spend": spend,
+            "expected_clv": p_purchase * spend, "has_notes": has_notes}
+
+
+def _pair(obs_client, as_of, row_client, row_day):
+    """All (observation, row) pairs of the same client with row_day <= as_of; rows sorted by client."""
+    order = np.argsort(row_client, kind="stable")
+    rc, rd = row_client[order], row_day[order]
+    lo = np.searchsorted(rc, obs_client, side="left")
+    hi = np.searchsorted(rc, obs_client, side="right")
+    lens = hi - lo
+    obs_idx = np.repeat(np.arange(len(obs_client)), lens)
+    offsets = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
+    pos = np.repeat(lo, lens) + offsets
+    age = as_of[obs_idx] - rd[pos]
+    ok = age >= 0
+    return obs_idx[ok], order[pos[ok]], age[ok]
+
+
+def _calibrate_intercept(score: np.ndarray, target: float) -> float:
+    lo, hi = -20.0, 20.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if np.mean(1 / (1 + np.exp(-(mid + score)))) < target:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def _flip(p):
+    return p * (1 - 2 * _LABEL_FLIP) + _LABEL_FLIP
+
+
+def _draw_labels(truth, rng):
+    purchased = (rng.random(len(truth["p_purchase"])) < truth["p_purchase"]).astype(int)
+    churned = (rng.random(len(truth["p_churn"])) < truth["p_churn"]).astype(int)
+    noise = rng.lognormal(-_SPEND_SIGMA**2 / 2, _SPEND_SIGMA, len(purchased))
+    return {"purchased": purchased, "churned": churned,
+            "lifetime_value": purchased * truth["spend"] * noise}
+
+
+def write_world(spec: WorldSpec, out: str | Path) -> dict:
+    """Write notes.csv, note_concepts.csv, outcomes.csv, truth.csv and taxonomy.csv to ``out``.
+
+    Returns:
+        Row counts per file.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tax = taxonomy()
+    rng = np.random.default_rng(spec.seed)
+    params = _draw_params(rng, tax)
+    names = {"notes": "notes.csv", "concepts": "note_concepts.csv", "outcomes": "outcomes.csv",
+             "truth": "truth.csv"}
+    counts = dict.fromkeys(names, 0)
+    for first in range(0, spec.n_clients, spec.chunk_clients):
+        n = min(spec.chunk_clients, spec.n_clients - first)
+        chunk_rng = np.random.default_rng([spec.seed, first])
+        frames = _generate_chunk(spec, params, tax, first, n, counts["notes"], chunk_rng)
+        for key, frame in zip(names, frames):
+            frame.to_csv(out / names[key], mode="w" if first == 0 else "a", header=first == 0, index=False,
+                         date_format="%Y-%m-%d")
+            counts[key] += len(frame)
+    tax[["concept_id", "bucket"] + [f"alias_{lang}" for lang in LANGUAGES]].to_csv(out / "taxonomy.csv", index=False)
+    return counts
