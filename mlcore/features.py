@@ -1,0 +1,249 @@
+"""Point-in-time client histories and the scikit-learn transformers that turn them into features.
+
+A :class:`History` holds, for each sample (a client as of a date), the notes and concept rows
+dated on or before that date, with their age in days. Nothing dated after ``as_of`` can enter it:
+:func:`build_history` drops such rows before anything else sees them.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.feature_extraction.text import TfidfTransformer
+from sklearn.utils.validation import check_is_fitted
+
+
+@dataclasses.dataclass
+class History:
+    """Notes and concepts of each sample as of its date.
+
+    Attributes:
+        samples: One row per sample: ``client_id``, ``as_of`` (datetime64[ns], day precision).
+        notes: ``row`` (sample position), ``note`` (int code), ``age`` (days before as_of, >= 0).
+        concepts: ``row``, ``note``, ``age``, ``concept_id`` (str), ``confidence`` (float).
+    """
+
+    samples: pd.DataFrame
+    notes: pd.DataFrame
+    concepts: pd.DataFrame
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def take(self, positions) -> "History":
+        """The sub-history of the samples at ``positions`` (renumbered 0..k-1)."""
+        positions = np.asarray(positions)
+        remap = np.full(len(self.samples), -1, dtype=np.int64)
+        remap[positions] = np.arange(len(positions))
+        def sub(frame):
+            new_row = remap[frame["row"].to_numpy()]
+            keep = new_row >= 0
+            return frame.loc[keep].assign(row=new_row[keep]).reset_index(drop=True)
+        return History(self.samples.iloc[positions].reset_index(drop=True), sub(self.notes), sub(self.concepts))
+
+
+def build_history(samples: pd.DataFrame, notes: pd.DataFrame, concepts: pd.DataFrame) -> History:
+    """Join notes and concepts to samples, keeping only rows dated on or before each sample's as_of.
+
+    Args:
+        samples: ``client_id``, ``as_of``.
+        notes: ``note_id``, ``client_id``, ``date``.
+        concepts: ``note_id``, ``concept_id``, ``confidence``.
+    """
+    samples = samples[["client_id", "as_of"]].reset_index(drop=True)
+    samples["as_of"] = pd.to_datetime(samples["as_of"]).astype("datetime64[ns]")
+    s = samples.assign(row=np.arange(len(samples)))
+    n = notes[["note_id", "client_id", "date"]].copy()
+    n["date"] = pd.to_datetime(n["date"]).astype("datetime64[ns]")
+    joined = s.merge(n, on="client_id", how="inner")
+    age = (joined["as_of"] - joined["date"]).dt.days.to_numpy()
+    joined = joined.loc[age >= 0].assign(age=age[age >= 0])
+    codes, _ = pd.factorize(joined["note_id"])
+    note_rows = pd.DataFrame({"row": joined["row"].to_numpy(), "note": codes, "age": joined["age"].to_numpy(),
+                              "note_id": joined["note_id"].to_numpy()})
+    c = concepts[["note_id", "concept_id", "confidence"]]
+    concept_rows = note_rows.merge(c, on="note_id", how="inner")
+    return History(
+        samples,
+        note_rows[["row", "note", "age"]].sort_values(["row", "age"], kind="stable").reset_index(drop=True),
+        concept_rows[["row", "note", "age", "concept_id", "confidence"]].reset_index(drop=True),
+    )
+
+
+def _matrix(history: History, columns: np.ndarray, weights: np.ndarray, n_cols: int) -> sp.csr_matrix:
+    rows = history.concepts["row"].to_numpy()
+    keep = columns >= 0
+    m = sp.csr_matrix((weights[keep], (rows[keep], columns[keep])), shape=(len(history), n_cols))
+    m.sum_duplicates()
+    return m
+
+
+class _VocabularyMixin:
+    min_count = 5
+
+    def _fit_vocabulary(self, history: History):
+        counts = history.concepts["concept_id"].value_counts()
+        vocab = np.sort(counts.index[counts >= self.min_count].to_numpy().astype(str))
+        self.vocabulary_ = pd.Index(vocab)
+        return self
+
+    def _codes(self, history: History) -> np.ndarray:
+        return self.vocabulary_.get_indexer(history.concepts["concept_id"].to_numpy())
+
+
+class ConceptTfidf(_VocabularyMixin, TransformerMixin, BaseEstimator):
+    """TF-IDF over each sample's concepts (confidence-weighted counts); the Fast tier's core."""
+
+    def __init__(self, min_count: int = 5, sublinear_tf: bool = True):
+        self.min_count = min_count
+        self.sublinear_tf = sublinear_tf
+
+    def fit(self, history: History, y=None):
+        self._fit_vocabulary(history)
+        self.tfidf_ = TfidfTransformer(sublinear_tf=self.sublinear_tf).fit(self._counts(history))
+        return self
+
+    def _counts(self, history):
+        conf = history.concepts["confidence"].to_numpy(dtype=float)
+        return _matrix(history, self._codes(history), conf, len(self.vocabulary_))
+
+    def transform(self, history: History):
+        check_is_fitted(self, "tfidf_")
+        return self.tfidf_.transform(self._counts(history))
+
+    def get_feature_names_out(self, input_features=None):
+        return np.array([f"tfidf__{c}" for c in self.vocabulary_], dtype=object)
+
+
+class RecencyConcepts(_VocabularyMixin, TransformerMixin, BaseEstimator):
+    """Per concept, confidence x 0.5 ** (age / half_life) summed over notes, for several half-lives.
+
+    A half-life of None means no decay: log1p of the confidence-weighted count.
+    """
+
+    def __init__(self, half_lives=(30, 90, 365), min_count: int = 5):
+        self.half_lives = half_lives
+        self.min_count = min_count
+
+    def fit(self, history: History, y=None):
+        return self._fit_vocabulary(history)
+
+    def transform(self, history: History):
+        check_is_fitted(self, "vocabulary_")
+        codes = self._codes(history)
+        conf = history.concepts["confidence"].to_numpy(dtype=float)
+        age = history.concepts["age"].to_numpy(dtype=float)
+        blocks = []
+        for hl in self.half_lives:
+            weight = conf if hl is None else conf * np.exp2(-age / hl)
+            block = _matrix(history, codes, weight, len(self.vocabulary_))
+            if hl is None:
+                block.data = np.log1p(block.data)
+            blocks.append(block)
+        return sp.hstack(blocks, format="csr")
+
+    def get_feature_names_out(self, input_features=None):
+        return np.array([f"recency{hl or 'all'}__{c}" for hl in self.half_lives for c in self.vocabulary_], dtype=object)
+
+
+class ActivityStats(TransformerMixin, BaseEstimator):
+    """Note frequency and recency, concept counts and confidence: dense count statistics."""
+
+    windows = (30, 90, 180, 365)
+
+    def fit(self, history: History, y=None):
+        self.n_features_out_ = len(self.get_feature_names_out())
+        return self
+
+    def transform(self, history: History):
+        n = len(history)
+        notes, concepts = history.notes, history.concepts
+        n_rows = notes["row"].to_numpy()
+        age = notes["age"].to_numpy(dtype=float)
+        n_notes = np.bincount(n_rows, minlength=n).astype(float)
+        last = np.full(n, 3650.0)
+        np.minimum.at(last, n_rows, age)
+        first = np.zeros(n)
+        np.maximum.at(first, n_rows, age)
+        windows = [np.bincount(n_rows, weights=(age < w), minlength=n) for w in self.windows]
+        c_rows = concepts["row"].to_numpy()
+        n_concepts = np.bincount(c_rows, minlength=n).astype(float)
+        conf = np.bincount(c_rows, weights=concepts["confidence"].to_numpy(dtype=float), minlength=n)
+        pairs = pd.DataFrame({"row": c_rows, "c": concepts["concept_id"].to_numpy()}).drop_duplicates()
+        n_unique = np.bincount(pairs["row"].to_numpy(), minlength=n).astype(float)
+        span = np.maximum(first - last, 1.0)
+        cols = [np.log1p(n_notes), np.log1p(last), np.log1p(first), *[np.log1p(w) for w in windows],
+                np.log1p(n_concepts), np.log1p(n_unique), conf / np.maximum(n_concepts, 1),
+                n_concepts / np.maximum(n_notes, 1), np.log1p(n_notes / span * 365.0)]
+        return np.column_stack(cols)
+
+    def get_feature_names_out(self, input_features=None):
+        return np.array(["log_notes", "log_days_since_last", "log_days_since_first",
+                         *[f"log_notes_{w}d" for w in self.windows], "log_concept_rows", "log_unique_concepts",
+                         "mean_confidence", "concepts_per_note", "log_notes_per_year"], dtype=object)
+
+
+class ConceptDiversity(TransformerMixin, BaseEstimator):
+    """Entropy and concentration of each sample's concept mix (overall and over the last 180 days)."""
+
+    def fit(self, history: History, y=None):
+        self.n_features_out_ = 4
+        return self
+
+    def transform(self, history: History):
+        n = len(history)
+        c = history.concepts
+        out = []
+        for recent in (False, True):
+            frame = c[c["age"] < 180] if recent else c
+            counts = frame.groupby(["row", "concept_id"], sort=False).size().reset_index(name="k")
+            total = np.bincount(counts["row"].to_numpy(), weights=counts["k"].to_numpy(), minlength=n)
+            p = counts["k"].to_numpy() / total[counts["row"].to_numpy()]
+            entropy = np.bincount(counts["row"].to_numpy(), weights=-p * np.log(p), minlength=n)
+            top = np.zeros(n)
+            np.maximum.at(top, counts["row"].to_numpy(), p)
+            out += [entropy, top]
+        return np.column_stack(out)
+
+    def get_feature_names_out(self, input_features=None):
+        return np.array(["concept_entropy", "top_concept_share", "concept_entropy_180d",
+                         "top_concept_share_180d"], dtype=object)
+
+
+class CoOccurrence(TransformerMixin, BaseEstimator):
+    """Recency-weighted counts of the concept pairs that most often appear in the same note."""
+
+    def __init__(self, n_pairs: int = 150, half_life: float = 120.0):
+        self.n_pairs = n_pairs
+        self.half_life = half_life
+
+    @staticmethod
+    def _pairs(history: History) -> pd.DataFrame:
+        c = history.concepts[["row", "note", "age", "concept_id", "confidence"]]
+        p = c.merge(c[["row", "note", "concept_id", "confidence"]], on=["row", "note"], suffixes=("", "_b"))
+        p = p[p["concept_id"] < p["concept_id_b"]]
+        return p.assign(pair=p["concept_id"] + "|" + p["concept_id_b"],
+                        w=p["confidence"] * p["confidence_b"])
+
+    def fit(self, history: History, y=None):
+        pairs = self._pairs(history)
+        top = pairs.groupby("pair")["row"].nunique().nlargest(self.n_pairs)
+        self.pairs_ = pd.Index(np.sort(top.index.to_numpy().astype(str)))
+        return self
+
+    def transform(self, history: History):
+        check_is_fitted(self, "pairs_")
+        pairs = self._pairs(history)
+        cols = self.pairs_.get_indexer(pairs["pair"].to_numpy())
+        keep = cols >= 0
+        w = pairs["w"].to_numpy() * np.exp2(-pairs["age"].to_numpy() / self.half_life)
+        m = sp.csr_matrix((w[keep], (pairs["row"].to_numpy()[keep], cols[keep])),
+                          shape=(len(history), len(self.pairs_)))
+        m.sum_duplicates()
+        return m
+
+    def get_feature_names_out(self, input_features=None):
+        return np.array([f"pair__{p}" for p in self.pairs_], dtype=object)
