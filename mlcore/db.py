@@ -106,3 +106,21 @@ def copy_frame(cursor, frame: pd.DataFrame, table: str, columns: list[str]) -> N
 def read_sql_file(name: str) -> str:
     """Text of a SQL file under ``sql/`` (views and example queries)."""
     return (SQL_DIR / name).read_text()
+
+
+def read_frame(engine: sa.Engine, sql: str, params: dict | None = None, **read_csv_kwargs) -> pd.DataFrame:
+    """Run a SELECT and read its rows through ``COPY ... TO STDOUT`` (much faster than row fetches).
+
+    Parameters are bound by psycopg2's quoting (``%(name)s`` placeholders), never by string formatting.
+    """
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        query = cur.mogrify(sql, params or {}).decode()
+        buf = io.StringIO()
+        cur.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER true)", buf)
+        raw.commit()
+    finally:
+        raw.close()
+    buf.seek(0)
+    return pd.read_csv(buf, **read_csv_kwargs)

@@ -1,7 +1,7 @@
 -- Client-advisor notes (data contract: notes).
 CREATE TABLE notes (
     note_id    text PRIMARY KEY CHECK (note_id <> ''),
-    client_id  text NOT NULL CHECK (client_id <> ''),
+    client_id  text COLLATE "C" NOT NULL CHECK (client_id <> ''),  -- byte order: scoring reads id ranges
     date       date NOT NULL,
     language   text,
     loaded_at  timestamptz NOT NULL DEFAULT now()

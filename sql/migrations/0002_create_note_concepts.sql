@@ -2,7 +2,7 @@
 -- client_id is filled from notes at load time so per-client reads need no join.
 CREATE TABLE note_concepts (
     note_id             text NOT NULL REFERENCES notes (note_id),
-    client_id           text NOT NULL,
+    client_id           text COLLATE "C" NOT NULL,
     concept_id          text NOT NULL CHECK (concept_id <> ''),
     matched_alias       text,
     evidence_span_start integer CHECK (evidence_span_start >= 0),

@@ -1,6 +1,6 @@
 -- The outcome log: real labels, one row per client per observation date (data contract: outcomes).
 CREATE TABLE outcomes (
-    client_id      text NOT NULL CHECK (client_id <> ''),
+    client_id      text COLLATE "C" NOT NULL CHECK (client_id <> ''),
     date           date NOT NULL,
     purchased      smallint NOT NULL CHECK (purchased IN (0, 1)),
     churned        smallint NOT NULL CHECK (churned IN (0, 1)),

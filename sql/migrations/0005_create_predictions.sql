@@ -2,7 +2,7 @@
 CREATE TABLE predictions (
     scored_for          date NOT NULL,
     tier                text NOT NULL CHECK (tier IN ('fast', 'elite')),
-    client_id           text NOT NULL,
+    client_id           text COLLATE "C" NOT NULL,
     model_version       integer NOT NULL,
     purchase_likelihood double precision NOT NULL CHECK (purchase_likelihood BETWEEN 0 AND 1),
     churn_risk          double precision NOT NULL CHECK (churn_risk BETWEEN 0 AND 1),

@@ -1,0 +1,169 @@
+"""The ``mlcore`` command line: db, ingest, synth, train, score, models, promote, demo."""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+from pathlib import Path
+
+from mlcore.config import Settings
+from mlcore.exceptions import ArtifactIntegrityError, ConfigError, InputDataError, ModelNotFoundError
+
+EXIT_USER_ERROR = 2
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO date like 2025-06-30, got {text!r}") from None
+
+
+def _engine(settings: Settings, upgrade: bool = True):
+    from mlcore import db
+    engine = db.make_engine(settings)
+    if upgrade:
+        db.upgrade(engine)
+    return engine
+
+
+def cmd_db(args, settings):
+    from mlcore import db
+    if args.action == "upgrade":
+        applied = db.upgrade(db.make_engine(settings))
+        print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
+    elif args.action == "url":
+        print(db.database_url(settings))
+    elif args.action == "start":
+        url = db.start_embedded(settings.pgdata, cleanup_mode=None)
+        db.upgrade(db.make_engine(url))
+        print(url)
+    elif args.action == "stop":
+        print("stopped" if db.stop_embedded(settings.pgdata) else "no embedded server was running")
+
+
+def cmd_ingest(args, settings):
+    from mlcore.ingest import ingest_file
+    engine = _engine(settings)
+    for path in args.paths:
+        r = ingest_file(engine, args.kind, path)
+        print(f"{r.source}: {r.rows_in_file} rows read, {r.rows_inserted} new rows loaded into {args.kind}")
+
+
+def cmd_synth(args, settings):
+    from mlcore.synth import WorldSpec, write_world
+    spec = WorldSpec(n_clients=args.clients, days=args.days, seed=args.seed, drift_day=args.drift_day,
+                     horizon_days=settings.horizon_days, start=args.start)
+    counts = write_world(spec, args.out)
+    print(f"wrote {args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+def cmd_train(args, settings):
+    from mlcore.training import train_tier
+    res = train_tier(_engine(settings), settings, args.tier, args.as_of, args.reason, args.seed)
+    m = res.metrics
+    print(f"{args.tier} v{res.model.version}: trained on {res.n_train} rows in {res.fit_seconds:.1f}s, "
+          f"validated on {res.n_valid} rows")
+    for target, key in (("purchase", "auc"), ("churn", "auc"), ("clv", "r2")):
+        v = m[target][key]
+        print(f"  {target:8s} {key.upper():4s} {v['value']:.4f} [{v['lo']:.4f}, {v['hi']:.4f}]  "
+              f"baseline {m[target]['baseline'][key]:.4f}")
+    print(f"  gate: {'promoted to champion' if res.promoted else 'kept as candidate'} ({res.gate['why']})")
+
+
+def cmd_score(args, settings):
+    from mlcore.scoring import score
+    res = score(_engine(settings), settings, args.tier, args.date, run_id=args.run_id)
+    print(f"scored {res.n_clients} clients for {res.scored_for} with {res.tier} v{res.model_version} "
+          f"in {res.seconds:.1f}s (run {res.run_id})")
+
+
+def cmd_models(args, settings):
+    from mlcore.registry import Registry
+    frame = Registry(_engine(settings), settings.model_store).list()
+    if frame.empty:
+        print("no models registered yet; run `mlcore train --tier fast|elite`")
+        return
+    frame["sha256"] = frame["sha256"].str[:12]
+    print(frame.to_string(index=False))
+
+
+def cmd_promote(args, settings):
+    from mlcore.registry import Registry
+    mv = Registry(_engine(settings), settings.model_store).promote(args.tier, args.version,
+                                                                   {"promote": True, "why": "manual promotion"})
+    print(f"{mv.tier} v{mv.version} is now the champion")
+
+
+def cmd_demo(args, settings):
+    from mlcore.demo import run_demo
+    run_demo(settings, clients=args.clients, seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mlcore", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("db", help="database: apply migrations, show the URL, start/stop the embedded server")
+    s.add_argument("action", choices=["upgrade", "url", "start", "stop"])
+    s.set_defaults(func=cmd_db)
+
+    s = sub.add_parser("ingest", help="validate and load CSV files that follow the data contract")
+    s.add_argument("kind", choices=["notes", "concepts", "outcomes"])
+    s.add_argument("paths", nargs="+", type=Path)
+    s.set_defaults(func=cmd_ingest)
+
+    s = sub.add_parser("synth", help="write a synthetic world with known truth")
+    s.add_argument("--clients", type=int, required=True)
+    s.add_argument("--days", type=int, default=730)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--drift-day", type=int, default=None)
+    s.add_argument("--start", type=_date, default=dt.date(2024, 1, 1))
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=cmd_synth)
+
+    s = sub.add_parser("train", help="train a tier on the outcome log and apply the promotion gate")
+    s.add_argument("--tier", choices=["fast", "elite"], required=True)
+    s.add_argument("--as-of", type=_date, default=None, help="default: the newest outcome date")
+    s.add_argument("--reason", choices=["schedule", "drift", "manual"], default="manual")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("score", help="score every client with notes as of a date with the tier's champion")
+    s.add_argument("--tier", choices=["fast", "elite"], required=True)
+    s.add_argument("--date", type=_date, required=True)
+    s.add_argument("--run-id", default=None)
+    s.set_defaults(func=cmd_score)
+
+    s = sub.add_parser("models", help="list the model registry")
+    s.set_defaults(func=cmd_models)
+
+    s = sub.add_parser("promote", help="make a registered version the champion (e.g. to roll back)")
+    s.add_argument("--tier", choices=["fast", "elite"], required=True)
+    s.add_argument("--version", type=int, required=True)
+    s.set_defaults(func=cmd_promote)
+
+    s = sub.add_parser("demo", help="the main job: synthetic world -> ingest -> train both tiers -> score")
+    s.add_argument("--clients", type=int, default=20_000)
+    s.add_argument("--seed", type=int, default=7)
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env()
+        args.func(args, settings)
+    except (InputDataError, ModelNotFoundError, ArtifactIntegrityError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""The model registry: versioned, hashed artifacts in a file store, metadata in ``model_versions``.
+
+An artifact is only unpickled after its bytes hash to the sha256 the registry recorded when it
+was registered. Promotion moves the ``champion`` status; rows are never deleted.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+
+import joblib
+import pandas as pd
+import sqlalchemy as sa
+
+from mlcore.exceptions import ArtifactIntegrityError, ModelNotFoundError
+from mlcore.tiers import TIERS
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelVersion:
+    id: int
+    tier: str
+    version: int
+    status: str
+    reason: str
+    as_of: dt.date
+    metrics: dict
+    artifact_path: str
+    sha256: str
+
+
+_COLUMNS = "id, tier, version, status, reason, as_of, metrics, artifact_path, sha256"
+
+
+class Registry:
+    """Postgres-backed registry with a local artifact store.
+
+    Args:
+        engine: Engine of the scoring database.
+        store: Folder holding the artifacts; ``artifact_path`` is relative to it.
+    """
+
+    def __init__(self, engine: sa.Engine, store: Path):
+        self.engine = engine
+        self.store = Path(store)
+
+    def register(self, tier: str, pipeline, *, reason: str, as_of: dt.date, metrics: dict, windows: dict,
+                 n_train: int, n_valid: int, fit_seconds: float) -> ModelVersion:
+        """Store ``pipeline`` as a new candidate version of ``tier`` and return its registry entry."""
+        _check_tier(tier)
+        buf = io.BytesIO()
+        joblib.dump(pipeline, buf, compress=3)
+        data = buf.getvalue()
+        sha = hashlib.sha256(data).hexdigest()
+        with self.engine.begin() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('model_versions:' || :t))"), {"t": tier})
+            version = conn.execute(sa.text("SELECT coalesce(max(version), 0) + 1 FROM model_versions "
+                                           "WHERE tier = :t"), {"t": tier}).scalar_one()
+            rel = f"{tier}/{tier}-v{version}-{sha[:12]}.joblib"
+            _atomic_write(self.store / rel, data)
+            row = conn.execute(sa.text(
+                "INSERT INTO model_versions (tier, version, status, reason, as_of, train_start, train_end, "
+                " valid_start, valid_end, n_train, n_valid, fit_seconds, metrics, artifact_path, sha256) "
+                "VALUES (:tier, :version, 'candidate', :reason, :as_of, :train_start, :train_end, :valid_start, "
+                " :valid_end, :n_train, :n_valid, :fit_seconds, CAST(:metrics AS jsonb), :path, :sha) "
+                f"RETURNING {_COLUMNS}"),
+                {"tier": tier, "version": version, "reason": reason, "as_of": as_of, **windows,
+                 "n_train": n_train, "n_valid": n_valid, "fit_seconds": fit_seconds,
+                 "metrics": json.dumps(metrics), "path": rel, "sha": sha}).one()
+        return _entry(row)
+
+    def champion(self, tier: str) -> ModelVersion | None:
+        """The current champion of ``tier``, or None."""
+        _check_tier(tier)
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.text(f"SELECT {_COLUMNS} FROM model_versions WHERE tier = :t "
+                                       "AND status = 'champion'"), {"t": tier}).one_or_none()
+        return _entry(row) if row else None
+
+    def get(self, tier: str, version: int) -> ModelVersion:
+        """One registered version; raises ModelNotFoundError when absent."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.text(f"SELECT {_COLUMNS} FROM model_versions WHERE tier = :t "
+                                       "AND version = :v"), {"t": tier, "v": version}).one_or_none()
+        if row is None:
+            raise ModelNotFoundError(f"no {tier} model with version {version}; `mlcore models` lists them.")
+        return _entry(row)
+
+    def require_champion(self, tier: str) -> ModelVersion:
+        mv = self.champion(tier)
+        if mv is None:
+            raise ModelNotFoundError(f"no champion {tier} model is registered; train one first with "
+                                     f"`mlcore train --tier {tier}`.")
+        return mv
+
+    def load(self, mv: ModelVersion):
+        """Unpickle ``mv``'s artifact after checking its sha256 against the registry."""
+        path = self.store / mv.artifact_path
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ArtifactIntegrityError(f"artifact of {mv.tier} v{mv.version} is missing at {path}.") from None
+        sha = hashlib.sha256(data).hexdigest()
+        if sha != mv.sha256:
+            raise ArtifactIntegrityError(
+                f"artifact of {mv.tier} v{mv.version} at {path} has sha256 {sha}, but the registry recorded "
+                f"{mv.sha256}; refusing to load it. Restore the original file or retrain the tier.")
+        return joblib.load(io.BytesIO(data))
+
+    def promote(self, tier: str, version: int, gate: dict | None = None) -> ModelVersion:
+        """Make ``version`` the champion of ``tier``; the previous champion is retired."""
+        with self.engine.begin() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('model_versions:' || :t))"), {"t": tier})
+            found = conn.execute(sa.text("SELECT 1 FROM model_versions WHERE tier = :t AND version = :v"),
+                                 {"t": tier, "v": version}).one_or_none()
+            if found is None:
+                raise ModelNotFoundError(f"no {tier} model with version {version}; `mlcore models` lists them.")
+            conn.execute(sa.text("UPDATE model_versions SET status = 'retired' WHERE tier = :t "
+                                 "AND status = 'champion' AND version <> :v"), {"t": tier, "v": version})
+            conn.execute(sa.text("UPDATE model_versions SET status = 'champion', promoted_at = now(), "
+                                 "gate = coalesce(CAST(:g AS jsonb), gate) WHERE tier = :t AND version = :v"),
+                         {"t": tier, "v": version, "g": json.dumps(gate) if gate is not None else None})
+        return self.get(tier, version)
+
+    def record_gate(self, tier: str, version: int, gate: dict) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE model_versions SET gate = CAST(:g AS jsonb) WHERE tier = :t "
+                                 "AND version = :v"), {"t": tier, "v": version, "g": json.dumps(gate)})
+
+    def list(self) -> pd.DataFrame:
+        """All versions, newest first, with their headline validation metrics."""
+        sql = sa.text(
+            "SELECT tier, version, status, reason, trained_at, as_of, n_train, n_valid, "
+            " round(fit_seconds::numeric, 1) AS fit_s, "
+            " (metrics -> 'purchase' -> 'auc' ->> 'value')::float AS purchase_auc, "
+            " (metrics -> 'churn' -> 'auc' ->> 'value')::float AS churn_auc, "
+            " (metrics -> 'clv' -> 'r2' ->> 'value')::float AS clv_r2, sha256 "
+            "FROM model_versions ORDER BY tier, version DESC")
+        with self.engine.connect() as conn:
+            return pd.read_sql(sql, conn)
+
+
+def _check_tier(tier: str) -> None:
+    if tier not in TIERS:
+        raise ValueError(f"tier must be one of {', '.join(TIERS)}, got {tier!r}.")
+
+
+def _entry(row) -> ModelVersion:
+    m = row._mapping
+    metrics = m["metrics"] if isinstance(m["metrics"], dict) else json.loads(m["metrics"])
+    return ModelVersion(m["id"], m["tier"], m["version"], m["status"], m["reason"], m["as_of"], metrics,
+                        m["artifact_path"], m["sha256"].strip())
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

@@ -1,0 +1,154 @@
+"""Training: point-in-time rows from the outcome log, a time split, validation and the promotion gate.
+
+A training row pairs the outcome logged on day d with features built as of d - H. The newest
+``valid_days`` of outcomes validate; training uses outcomes at least ``embargo`` days older than
+the validation window, so no label the model learned from was observed after the features of a
+validation row were built. The validated pipeline is the artifact: it is not refitted.
+
+Example:
+    >>> from mlcore.training import train_tier
+    >>> train_tier(engine, settings, "elite", reason="manual")  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from mlcore.config import Settings
+from mlcore.evaluation import evaluate, headline
+from mlcore.exceptions import InputDataError
+from mlcore.features import History, build_history
+from mlcore.history_io import read_notes, read_outcomes
+from mlcore.registry import ModelVersion, Registry
+from mlcore.tiers import TARGETS, make_pipeline_for
+
+log = logging.getLogger(__name__)
+REASONS = ("schedule", "drift", "manual")
+MIN_TRAIN_ROWS = 200
+MIN_VALID_ROWS = 50
+
+
+@dataclasses.dataclass
+class TrainingSet:
+    history: History
+    y: np.ndarray
+    dates: pd.Series
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    model: ModelVersion
+    promoted: bool
+    gate: dict
+    metrics: dict
+    fit_seconds: float
+    n_train: int
+    n_valid: int
+
+
+def training_set(outcomes: pd.DataFrame, notes: pd.DataFrame, concepts: pd.DataFrame,
+                 horizon_days: int) -> TrainingSet:
+    """Rows of the outcome log paired with histories as of (date - H); rows without any note are dropped."""
+    samples = pd.DataFrame({"client_id": outcomes["client_id"].to_numpy(),
+                            "as_of": pd.to_datetime(outcomes["date"]) - pd.Timedelta(days=horizon_days)})
+    history = build_history(samples, notes, concepts)
+    has_notes = np.bincount(history.notes["row"].to_numpy(), minlength=len(samples)) > 0
+    keep = np.flatnonzero(has_notes)
+    return TrainingSet(history.take(keep), outcomes[list(TARGETS)].to_numpy(dtype=float)[keep],
+                       pd.to_datetime(outcomes["date"]).iloc[keep].reset_index(drop=True))
+
+
+def time_split(dates: pd.Series, as_of: dt.date, valid_days: int, embargo_days: int):
+    """Positions of training and validation rows, and the windows they cover."""
+    end = pd.Timestamp(as_of)
+    valid_start = end - pd.Timedelta(days=valid_days - 1)
+    train_end = valid_start - pd.Timedelta(days=embargo_days + 1)
+    d = dates.to_numpy()
+    valid = np.flatnonzero((d >= valid_start.to_datetime64()) & (d <= end.to_datetime64()))
+    train = np.flatnonzero(d <= train_end.to_datetime64())
+    windows = {
+        "train_start": dates.iloc[train].min().date() if len(train) else None,
+        "train_end": train_end.date(),
+        "valid_start": valid_start.date(),
+        "valid_end": end.date(),
+    }
+    return train, valid, windows
+
+
+def _check_split(ts: TrainingSet, train, valid, windows, as_of):
+    problems = []
+    if len(train) < MIN_TRAIN_ROWS:
+        problems.append(f"{len(train)} training rows with outcomes on or before {windows['train_end']} "
+                        f"(need {MIN_TRAIN_ROWS})")
+    if len(valid) < MIN_VALID_ROWS:
+        problems.append(f"{len(valid)} validation rows between {windows['valid_start']} and "
+                        f"{windows['valid_end']} (need {MIN_VALID_ROWS})")
+    for name, col in (("purchased", 0), ("churned", 1)):
+        for part, idx in (("training", train), ("validation", valid)):
+            if len(idx) and len(np.unique(ts.y[idx, col])) < 2:
+                problems.append(f"the {part} rows have only one value of {name}")
+    if problems:
+        raise InputDataError(f"cannot train as of {as_of}: " + "; ".join(problems) + ". Load more outcomes, "
+                             "choose a later --as-of, or shorten CLIENT_SCORING_VALID_DAYS / EMBARGO_DAYS.")
+
+
+def train_tier(engine: sa.Engine, settings: Settings, tier: str, as_of: dt.date | None = None,
+               reason: str = "manual", random_state: int = 0) -> TrainResult:
+    """Train ``tier`` on the outcome log as of ``as_of``, register it and apply the promotion gate."""
+    if reason not in REASONS:
+        raise ValueError(f"reason must be one of {', '.join(REASONS)}, got {reason!r}.")
+    if as_of is None:
+        with engine.connect() as conn:
+            as_of = conn.execute(sa.text("SELECT max(date) FROM outcomes")).scalar_one()
+        if as_of is None:
+            raise InputDataError("cannot train: the outcomes table is empty; load outcomes with "
+                                 "`mlcore ingest outcomes PATH` first.")
+    H = settings.horizon_days
+    outcomes = read_outcomes(engine, as_of)
+    notes, concepts = read_notes(engine, as_of - dt.timedelta(days=H))
+    ts = training_set(outcomes, notes, concepts, H)
+    train, valid, windows = time_split(ts.dates, as_of, settings.valid_days, settings.embargo)
+    _check_split(ts, train, valid, windows, as_of)
+
+    pipeline = make_pipeline_for(tier, random_state)
+    started = time.perf_counter()
+    pipeline.fit(ts.history.take(train), ts.y[train])
+    fit_seconds = time.perf_counter() - started
+    hold = ts.history.take(valid)
+    pred = pipeline.predict(hold)
+    metrics = evaluate(ts.y[valid], pred, reference=ts.y[train], n_boot=settings.n_bootstrap,
+                       random_state=random_state)
+    log.info("%s trained on %d rows in %.1fs; holdout %s", tier, len(train), fit_seconds, headline(metrics))
+
+    registry = Registry(engine, settings.model_store)
+    champion = registry.champion(tier)
+    model = registry.register(tier, pipeline, reason=reason, as_of=as_of, metrics=metrics, windows=windows,
+                              n_train=len(train), n_valid=len(valid), fit_seconds=fit_seconds)
+    gate = promotion_gate(metrics, champion, registry, hold, ts.y[valid], settings.promotion_margin)
+    if gate["promote"]:
+        model = registry.promote(tier, model.version, gate)
+    else:
+        registry.record_gate(tier, model.version, gate)
+    return TrainResult(model, gate["promote"], gate, metrics, fit_seconds, len(train), len(valid))
+
+
+def promotion_gate(metrics: dict, champion: ModelVersion | None, registry: Registry, hold: History,
+                   y_hold: np.ndarray, margin: float) -> dict:
+    """Promote when no headline metric is worse than the champion's on the same holdout by > margin."""
+    candidate = headline(metrics)
+    if champion is None:
+        return {"promote": True, "why": "first model of its tier", "candidate": candidate, "margin": margin}
+    champ_pred = registry.load(champion).predict(hold)
+    champ = headline(evaluate(y_hold, champ_pred, n_boot=1))
+    worse = {t: round(champ[t] - candidate[t], 6) for t in candidate
+             if candidate[t] is not None and champ[t] is not None and candidate[t] < champ[t] - margin}
+    why = ("not worse than champion v%d by more than %.3f on any target" % (champion.version, margin)
+           if not worse else "worse than champion v%d on %s" % (champion.version, ", ".join(sorted(worse))))
+    return {"promote": not worse, "why": why, "candidate": candidate, "champion": champ,
+            "champion_version": champion.version, "margin": margin, "shortfall": worse}
