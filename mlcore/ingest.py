@@ -169,7 +169,7 @@ def read_contract_csv(kind: str, data: bytes, source: str) -> pd.DataFrame:
     key = list(spec.key)
     dup = frame.duplicated(key, keep=False).to_numpy()
     if dup.any():
-        first = frame[dup].groupby(key, dropna=False, sort=False).groups
+        first = frame[dup].groupby(key if len(key) > 1 else key[0], dropna=False, sort=False).groups
         lines = []
         for k, idx in list(first.items())[:MAX_REPORTED]:
             rows = ", ".join(str(i + 2) for i in idx)

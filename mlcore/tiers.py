@@ -86,7 +86,7 @@ def fast_pipeline(random_state: int = 0) -> Pipeline:
         ("model", MultiTargetModel(
             purchase=LogisticRegression(C=1.0, max_iter=500),
             churn=LogisticRegression(C=1.0, max_iter=500),
-            clv=PoissonRegressor(alpha=1e-4, max_iter=300))),
+            clv=PoissonRegressor(alpha=1e-4, max_iter=1000))),
     ])
 
 

@@ -1,0 +1,65 @@
+"""Fixtures: a real PostgreSQL (DATABASE_URL, or the embedded server), one fresh database per use."""
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from mlcore import db
+from mlcore.config import Settings
+from mlcore.synth import WorldSpec, write_world
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory) -> str:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return db.normalise_url(url)
+    return db.start_embedded(tmp_path_factory.mktemp("pg") / "pgdata")
+
+
+@contextlib.contextmanager
+def fresh_database(server_url: str):
+    """Create an empty, migrated database on the server; drop it afterwards."""
+    name = f"cs_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine = sa.create_engine(sa.make_url(server_url).set(database=name))
+    try:
+        db.upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def engine(server_url):
+    with fresh_database(server_url) as e:
+        yield e
+
+
+@pytest.fixture
+def settings(tmp_path, engine) -> Settings:
+    return Settings(database_url=engine.url.render_as_string(hide_password=False), home=tmp_path,
+                    valid_days=60, n_bootstrap=50)
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory) -> Path:
+    """A 2,000-client, two-year world (fixed seed) shared by the integration tests."""
+    out = tmp_path_factory.mktemp("world")
+    write_world(WorldSpec(n_clients=2000, days=730, seed=11), out)
+    return out
+
+
+def count(engine, table: str) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
