@@ -4,11 +4,12 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, clone
+from sklearn.compose import TransformedTargetRegressor
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor, VotingClassifier
 from sklearn.feature_selection import SelectKBest, f_classif, f_regression
 from sklearn.linear_model import LogisticRegression, PoissonRegressor
 from sklearn.pipeline import FeatureUnion, Pipeline, make_pipeline
-from sklearn.preprocessing import FunctionTransformer, MaxAbsScaler
+from sklearn.preprocessing import FunctionTransformer, MaxAbsScaler, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from mlcore.exceptions import ConfigError
@@ -86,7 +87,10 @@ def fast_pipeline(random_state: int = 0) -> Pipeline:
         ("model", MultiTargetModel(
             purchase=LogisticRegression(C=1.0, max_iter=500),
             churn=LogisticRegression(C=1.0, max_iter=500),
-            clv=PoissonRegressor(alpha=1e-4, max_iter=1000))),
+            # The target is scaled to unit variance so the penalty means the same at any currency scale;
+            # alpha=0.01 measured best of 1e-4..1e-1 on 2k- and 50k-client worlds (R2 0.13 and 0.19).
+            clv=TransformedTargetRegressor(PoissonRegressor(alpha=0.01, max_iter=1000),
+                                           transformer=StandardScaler(with_mean=False)))),
     ])
 
 

@@ -1,0 +1,167 @@
+"""Training, registry and scoring against the real database on a small synthetic world."""
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from sklearn.dummy import DummyClassifier, DummyRegressor
+from sklearn.pipeline import Pipeline
+
+import mlcore.scoring as scoring
+import mlcore.training as training
+from conftest import count, fresh_database
+from mlcore.config import Settings
+from mlcore.exceptions import ArtifactIntegrityError, InputDataError, ModelNotFoundError
+from mlcore.features import ActivityStats
+from mlcore.ingest import ingest_file
+from mlcore.registry import Registry
+from mlcore.scoring import score
+from mlcore.tiers import MultiTargetModel
+from mlcore.training import train_tier
+
+
+def load_world(engine, world):
+    for kind, name in (("notes", "notes.csv"), ("concepts", "note_concepts.csv"), ("outcomes", "outcomes.csv")):
+        ingest_file(engine, kind, world / name)
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT max(date) FROM outcomes")).scalar_one()
+
+
+@pytest.fixture(scope="module")
+def trained(server_url, small_world, tmp_path_factory):
+    """A database with the small world loaded and both tiers trained once."""
+    with fresh_database(server_url) as engine:
+        last = load_world(engine, small_world)
+        settings = Settings(database_url=engine.url.render_as_string(hide_password=False),
+                            home=tmp_path_factory.mktemp("home"), n_bootstrap=50)
+        results = {tier: train_tier(engine, settings, tier, as_of=last) for tier in ("fast", "elite")}
+        yield engine, settings, last, results
+
+
+def test_first_models_become_champions_with_metrics_beside_baselines(trained):
+    engine, settings, last, results = trained
+    for tier, res in results.items():
+        assert res.promoted and res.model.status == "champion" and res.model.version == 1
+        for target in ("purchase", "churn"):
+            m = res.metrics[target]
+            assert m["auc"]["lo"] <= m["auc"]["value"] <= m["auc"]["hi"]
+            assert m["auc"]["value"] > 0.6 > m["baseline"]["auc"]          # clearly above the trivial baseline
+            assert m["brier"]["value"] < m["baseline"]["brier"]
+        assert res.metrics["clv"]["r2"]["value"] > res.metrics["clv"]["baseline"]["r2"]
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT train_end, valid_start, valid_end FROM model_versions "
+                                   "WHERE tier = 'elite'")).one()
+    assert row.valid_end == last
+    assert row.valid_start - row.train_end == dt.timedelta(days=settings.horizon_days + 1)   # the embargo
+
+
+def test_scoring_is_idempotent_and_covers_every_client_with_notes(trained):
+    engine, settings, last, _ = trained
+    first = score(engine, settings, "elite", last, run_id="run-1", chunk_size=700)
+    with engine.connect() as conn:
+        a = pd.read_sql(sa.text("SELECT client_id, purchase_likelihood, churn_risk, predicted_clv FROM predictions "
+                                "WHERE tier = 'elite' AND scored_for = :d ORDER BY client_id"), conn, params={"d": last})
+        clients = conn.execute(sa.text("SELECT count(DISTINCT client_id) FROM notes WHERE date <= :d"),
+                               {"d": last}).scalar_one()
+    second = score(engine, settings, "elite", last, run_id="run-2", chunk_size=300)
+    with engine.connect() as conn:
+        b = pd.read_sql(sa.text("SELECT client_id, purchase_likelihood, churn_risk, predicted_clv FROM predictions "
+                                "WHERE tier = 'elite' AND scored_for = :d ORDER BY client_id"), conn, params={"d": last})
+        runs = conn.execute(sa.text("SELECT DISTINCT run_id FROM predictions WHERE tier = 'elite'")).scalars().all()
+    assert first.n_clients == second.n_clients == clients == len(a)
+    pd.testing.assert_frame_equal(a, b)          # chunking and re-runs give the same rows
+    assert runs == ["run-2"]
+
+
+def test_failure_mid_write_keeps_the_previous_slice(trained, monkeypatch):
+    engine, settings, last, _ = trained
+    score(engine, settings, "fast", last, run_id="good")
+    before = count(engine, "predictions")
+    calls = {"n": 0}
+    real = scoring.predict_frame
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("injected failure in the second chunk")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(scoring, "predict_frame", flaky)
+    with pytest.raises(RuntimeError, match="second chunk"):
+        score(engine, settings, "fast", last, run_id="bad", chunk_size=500)
+    assert calls["n"] == 2
+    with engine.connect() as conn:
+        runs = conn.execute(sa.text("SELECT DISTINCT run_id FROM predictions WHERE tier = 'fast'")).scalars().all()
+    assert runs == ["good"] and count(engine, "predictions") == before
+
+
+def test_scoring_a_subset_replaces_only_those_clients(trained):
+    engine, settings, last, _ = trained
+    score(engine, settings, "fast", last, run_id="full")
+    with engine.connect() as conn:
+        some = conn.execute(sa.text("SELECT client_id FROM predictions WHERE tier = 'fast' AND scored_for = :d "
+                                    "ORDER BY client_id LIMIT 5"), {"d": last}).scalars().all()
+    n = count(engine, "predictions")
+    res = score(engine, settings, "fast", last, run_id="upload", clients=some + ["no-such-client"])
+    assert res.n_clients == 5 and count(engine, "predictions") == n
+    with engine.connect() as conn:
+        by_run = dict(conn.execute(sa.text("SELECT run_id, count(*) FROM predictions WHERE tier = 'fast' "
+                                           "GROUP BY run_id")).all())
+    assert by_run == {"full": n - 5 - _other_tiers(engine), "upload": 5}
+
+
+def _other_tiers(engine):
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM predictions WHERE tier <> 'fast'")).scalar_one()
+
+
+def test_tampered_artifact_is_refused(trained):
+    engine, settings, last, _ = trained
+    registry = Registry(engine, settings.model_store)
+    champ = registry.require_champion("fast")
+    path = settings.model_store / champ.artifact_path
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+        with pytest.raises(ArtifactIntegrityError, match="refusing to load"):
+            registry.load(champ)
+        with pytest.raises(ArtifactIntegrityError):
+            score(engine, settings, "fast", last)
+    finally:
+        path.write_bytes(original)
+    assert registry.load(champ) is not None
+
+
+def dummy_pipeline(tier, random_state=0):
+    return Pipeline([("features", ActivityStats()), ("model", MultiTargetModel(
+        DummyClassifier(strategy="prior"), DummyClassifier(strategy="prior"), DummyRegressor()))])
+
+
+def test_promotion_gate_keeps_a_worse_candidate_out(server_url, small_world, tmp_path, monkeypatch):
+    with fresh_database(server_url) as engine:
+        last = load_world(engine, small_world)
+        settings = Settings(database_url="unused", home=tmp_path, n_bootstrap=20, promotion_margin=0.01)
+        good = train_tier(engine, settings, "fast", as_of=last)
+        monkeypatch.setattr(training, "make_pipeline_for", dummy_pipeline)
+        bad = train_tier(engine, settings, "fast", as_of=last, reason="drift")
+        assert not bad.promoted and bad.model.status == "candidate"
+        assert set(bad.gate["shortfall"]) == {"purchase", "churn", "clv"}
+        registry = Registry(engine, settings.model_store)
+        assert registry.require_champion("fast").version == good.model.version
+        # the same model again is not worse: it is promoted and the old champion retired
+        monkeypatch.undo()
+        again = train_tier(engine, settings, "fast", as_of=last, reason="schedule")
+        assert again.promoted
+        statuses = registry.list().set_index("version")["status"].to_dict()
+        assert statuses == {1: "retired", 2: "candidate", 3: "champion"}
+        # rollback: promote the first version again
+        registry.promote("fast", 1)
+        assert registry.require_champion("fast").version == 1
+
+
+def test_training_without_enough_outcomes_says_why(engine, settings, small_world):
+    load_world(engine, small_world)
+    with pytest.raises(InputDataError, match="training rows"):
+        train_tier(engine, settings, "fast", as_of=dt.date(2024, 6, 1))
+    with pytest.raises(ModelNotFoundError, match="mlcore train --tier elite"):
+        score(engine, settings, "elite", dt.date(2025, 1, 1))

@@ -1,0 +1,82 @@
+"""The synthetic world: contract format, realistic shape, known truth, drift."""
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from mlcore.exceptions import ConfigError
+from mlcore.ingest import read_contract_csv
+from mlcore.synth import WorldSpec, write_world
+from mlcore.taxonomy import BUCKETS, taxonomy
+
+
+@pytest.fixture(scope="module")
+def drift_world(tmp_path_factory):
+    out = tmp_path_factory.mktemp("drift")
+    write_world(WorldSpec(n_clients=3000, days=730, seed=5, drift_day=450), out)
+    return out
+
+
+def test_files_follow_the_data_contract(small_world):
+    for kind, name in (("notes", "notes.csv"), ("concepts", "note_concepts.csv"), ("outcomes", "outcomes.csv")):
+        frame = read_contract_csv(kind, (small_world / name).read_bytes(), name)   # raises on any violation
+        assert len(frame) > 1000
+
+
+def test_world_shape_is_realistic(small_world):
+    tax = taxonomy()
+    assert len(tax) >= 250 and set(tax["bucket"]) == set(BUCKETS)
+    concepts = pd.read_csv(small_world / "note_concepts.csv")
+    notes = pd.read_csv(small_world / "notes.csv")
+    truth = pd.read_csv(small_world / "truth.csv")
+    outcomes = pd.read_csv(small_world / "outcomes.csv")
+    assert 6 <= len(concepts) / 2000 <= 14                     # about ten concept rows per client
+    assert notes["language"].nunique() >= 5
+    assert (concepts["matched_alias"] != concepts["concept_id"].str.replace("_", " ")).any()   # translated aliases
+    with_notes = truth["has_notes"].to_numpy()
+    assert 0.10 <= outcomes["churned"][with_notes].mean() <= 0.20
+    ltv = outcomes.loc[outcomes["lifetime_value"] > 0, "lifetime_value"]
+    assert ltv.quantile(0.99) > 5 * ltv.median()                # heavy tail
+    assert ((outcomes["lifetime_value"] > 0) == (outcomes["purchased"] == 1)).all()
+    assert pd.to_datetime(outcomes["date"]).dt.to_period("M").nunique() >= 18   # logged continuously
+
+
+def test_same_seed_same_world(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_world(WorldSpec(n_clients=300, seed=3, chunk_clients=100), a)
+    write_world(WorldSpec(n_clients=300, seed=3, chunk_clients=100), b)
+    for name in ("notes.csv", "note_concepts.csv", "outcomes.csv", "truth.csv"):
+        assert (a / name).read_bytes() == (b / name).read_bytes()
+    notes = pd.read_csv(a / "notes.csv")
+    assert notes["note_id"].is_unique and notes["client_id"].nunique() > 250
+
+
+def test_truth_is_informative_and_drift_changes_the_relationship(drift_world):
+    truth = pd.read_csv(drift_world / "truth.csv")
+    outcomes = pd.read_csv(drift_world / "outcomes.csv")
+    t = truth.merge(outcomes, on=["client_id", "date"])
+    t = t[t["has_notes"]]
+    for regime in (0, 1):
+        r = t[t["regime"] == regime]
+        assert roc_auc_score(r["purchased"], r["p_purchase"]) > 0.65
+        assert roc_auc_score(r["churned"], r["p_churn"]) > 0.65
+    assert set(truth["regime"]) == {0, 1}
+    assert pd.to_datetime(truth.loc[truth["regime"] == 1, "date"]).min() == pd.Timestamp("2024-01-01") + \
+        pd.Timedelta(days=450)
+
+
+def test_drift_shifts_the_concept_mix(drift_world):
+    notes = pd.read_csv(drift_world / "notes.csv", parse_dates=["date"])
+    concepts = pd.read_csv(drift_world / "note_concepts.csv").merge(notes[["note_id", "date"]], on="note_id")
+    after = concepts["date"] >= pd.Timestamp("2024-01-01") + pd.Timedelta(days=450)
+    p = concepts[~after]["concept_id"].value_counts(normalize=True)
+    q = concepts[after]["concept_id"].value_counts(normalize=True)
+    p, q = p.align(q, fill_value=1e-4)
+    psi = float(((q - p) * np.log(q / p)).sum())
+    assert psi > 0.1
+
+
+@pytest.mark.parametrize("kwargs", [{"n_clients": 0}, {"days": 50}, {"drift_day": 900}])
+def test_bad_world_parameters_are_refused(kwargs):
+    with pytest.raises(ConfigError):
+        WorldSpec(**kwargs)
