@@ -15,3 +15,7 @@ class ArtifactIntegrityError(RuntimeError):
 
 class ConfigError(ValueError):
     """A setting has a value outside what it accepts."""
+
+
+class DataQualityError(RuntimeError):
+    """Published predictions failed a data-quality check (row count, nulls, ranges)."""

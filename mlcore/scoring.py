@@ -22,11 +22,11 @@ import sqlalchemy as sa
 from mlcore.config import Settings
 from mlcore.db import copy_frame, read_frame
 from mlcore.history_io import history_as_of
+from mlcore.exceptions import DataQualityError
 from mlcore.registry import Registry
 from mlcore.tiers import OUTPUTS
 
 log = logging.getLogger(__name__)
-PREDICTION_COLUMNS = ["scored_for", "tier", "client_id", "model_version", *OUTPUTS, "run_id"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +57,18 @@ def predict_frame(pipeline, engine: sa.Engine, clients: pd.Series, as_of: dt.dat
     return pipeline.predict(history)
 
 
+def _write_chunks(cur, pipeline, engine, ids: pd.Series, scored_for: dt.date, size: int, ranged: bool,
+                  table: str, constants: dict) -> None:
+    """Predict ``ids`` chunk by chunk and COPY the rows into ``table`` through ``cur``."""
+    for start in range(0, len(ids), size):
+        chunk = ids.iloc[start:start + size].reset_index(drop=True)
+        pred = predict_frame(pipeline, engine, chunk, scored_for, ranged)
+        rows = pd.DataFrame({"scored_for": pd.Timestamp(scored_for), "client_id": chunk, **constants})
+        for i, col in enumerate(OUTPUTS):
+            rows[col] = pred[:, i]
+        copy_frame(cur, rows, table, list(rows.columns))
+
+
 def score(engine: sa.Engine, settings: Settings, tier: str, scored_for: dt.date, run_id: str | None = None,
           clients: list[str] | None = None, chunk_size: int | None = None) -> ScoreResult:
     """Score ``tier``'s champion for ``scored_for`` and replace that slice of ``predictions``.
@@ -83,14 +95,8 @@ def score(engine: sa.Engine, settings: Settings, tier: str, scored_for: dt.date,
         else:
             cur.execute("DELETE FROM predictions WHERE scored_for = %s AND tier = %s AND client_id = ANY(%s)",
                         (scored_for, tier, list(clients)))
-        for start in range(0, len(ids), size):
-            chunk = ids.iloc[start:start + size].reset_index(drop=True)
-            pred = predict_frame(pipeline, engine, chunk, scored_for, ranged=clients is None)
-            rows = pd.DataFrame({"scored_for": pd.Timestamp(scored_for), "tier": tier, "client_id": chunk,
-                                 "model_version": champion.version, "run_id": run_id})
-            for i, col in enumerate(OUTPUTS):
-                rows[col] = pred[:, i]
-            copy_frame(cur, rows, "predictions", PREDICTION_COLUMNS)
+        _write_chunks(cur, pipeline, engine, ids, scored_for, size, ranged=clients is None, table="predictions",
+                      constants={"tier": tier, "model_version": champion.version, "run_id": run_id})
         raw.commit()
     except BaseException:
         raw.rollback()
@@ -100,3 +106,90 @@ def score(engine: sa.Engine, settings: Settings, tier: str, scored_for: dt.date,
     seconds = time.perf_counter() - started
     log.info("scored %d clients with %s v%d for %s in %.1fs", len(ids), tier, champion.version, scored_for, seconds)
     return ScoreResult(tier, scored_for, champion.version, run_id, len(ids), seconds)
+
+
+# --- partitioned scoring (one Airflow mapped task per partition, then one publishing transaction)
+
+def plan_partitions(engine: sa.Engine, scored_for: dt.date, n_partitions: int) -> list[dict]:
+    """Split the clients with notes as of ``scored_for`` into at most ``n_partitions`` id ranges of equal size."""
+    if n_partitions < 1:
+        raise ValueError(f"n_partitions must be >= 1, got {n_partitions}.")
+    ids = clients_with_notes(engine, scored_for)
+    parts = [p for p in np.array_split(np.arange(len(ids)), n_partitions) if len(p)]
+    return [{"partition": i, "lo": ids.iloc[p[0]], "hi": ids.iloc[p[-1]], "n": int(len(p))}
+            for i, p in enumerate(parts)]
+
+
+def score_partition(engine: sa.Engine, settings: Settings, tier: str, scored_for: dt.date, run_id: str,
+                    partition: dict, model_version: int) -> int:
+    """Score one partition with a fixed model version into ``prediction_batches`` (re-runnable)."""
+    registry = Registry(engine, settings.model_store)
+    pipeline = registry.load(registry.get(tier, model_version))
+    ids = read_frame(engine, "SELECT DISTINCT client_id FROM notes WHERE date <= %(d)s AND client_id >= %(lo)s "
+                             "AND client_id <= %(hi)s ORDER BY client_id",
+                     {"d": scored_for, "lo": partition["lo"], "hi": partition["hi"]},
+                     dtype={"client_id": str})["client_id"]
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute("DELETE FROM prediction_batches WHERE run_id = %s AND partition = %s",
+                    (run_id, partition["partition"]))
+        _write_chunks(cur, pipeline, engine, ids, scored_for, settings.score_chunk_size, ranged=True,
+                      table="prediction_batches",
+                      constants={"tier": tier, "model_version": model_version, "run_id": run_id,
+                                 "partition": partition["partition"]})
+        raw.commit()
+    except BaseException:
+        raw.rollback()
+        raise
+    finally:
+        raw.close()
+    return len(ids)
+
+
+def publish(engine: sa.Engine, tier: str, scored_for: dt.date, run_id: str, partitions: list[dict]) -> int:
+    """Replace the (scored_for, tier) slice of ``predictions`` with the run's staged partitions, atomically."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('predictions:' || :t || ':' || :d))"),
+                     {"t": tier, "d": str(scored_for)})
+        staged = dict(conn.execute(sa.text(
+            "SELECT partition, count(*) FROM prediction_batches WHERE run_id = :r AND tier = :t "
+            "AND scored_for = :d GROUP BY partition"), {"r": run_id, "t": tier, "d": scored_for}).all())
+        short = [p["partition"] for p in partitions if staged.get(p["partition"], 0) != p["n"]]
+        if short:
+            raise DataQualityError(f"run {run_id}: partitions {short} are missing or incomplete in "
+                                   f"prediction_batches (staged {staged}); re-run their scoring tasks.")
+        conn.execute(sa.text("DELETE FROM predictions WHERE scored_for = :d AND tier = :t"),
+                     {"d": scored_for, "t": tier})
+        n = conn.execute(sa.text(
+            "INSERT INTO predictions (scored_for, tier, client_id, model_version, purchase_likelihood, churn_risk, "
+            " predicted_clv, run_id) SELECT scored_for, tier, client_id, model_version, purchase_likelihood, "
+            " churn_risk, predicted_clv, run_id FROM prediction_batches WHERE run_id = :r"), {"r": run_id}).rowcount
+        conn.execute(sa.text("DELETE FROM prediction_batches WHERE run_id = :r"), {"r": run_id})
+    return n
+
+
+def quality_checks(engine: sa.Engine, tier: str, scored_for: dt.date) -> dict:
+    """Check the published slice: one row per client with notes, no nulls, values in range, one model."""
+    with engine.connect() as conn:
+        r = conn.execute(sa.text(
+            "SELECT count(*) AS rows, count(DISTINCT model_version) AS models, "
+            " count(*) FILTER (WHERE purchase_likelihood IS NULL OR churn_risk IS NULL OR predicted_clv IS NULL "
+            "   OR 'NaN' IN (purchase_likelihood, churn_risk, predicted_clv)) AS nulls, "
+            " count(*) FILTER (WHERE purchase_likelihood NOT BETWEEN 0 AND 1 OR churn_risk NOT BETWEEN 0 AND 1 "
+            "   OR predicted_clv < 0 OR predicted_clv = 'Infinity') AS out_of_range "
+            "FROM predictions WHERE scored_for = :d AND tier = :t"), {"d": scored_for, "t": tier}).one()._asdict()
+        r["clients"] = conn.execute(sa.text("SELECT count(DISTINCT client_id) FROM notes WHERE date <= :d"),
+                                    {"d": scored_for}).scalar_one()
+    failures = []
+    if r["rows"] != r["clients"]:
+        failures.append(f"{r['rows']} prediction rows for {r['clients']} clients with notes")
+    if r["nulls"]:
+        failures.append(f"{r['nulls']} rows with a null or NaN prediction")
+    if r["out_of_range"]:
+        failures.append(f"{r['out_of_range']} rows with a prediction out of range")
+    if r["models"] > 1:
+        failures.append(f"{r['models']} model versions in one slice")
+    if failures:
+        raise DataQualityError(f"predictions for {scored_for} ({tier}): " + "; ".join(failures) + ".")
+    return r

@@ -165,3 +165,37 @@ def test_training_without_enough_outcomes_says_why(engine, settings, small_world
         train_tier(engine, settings, "fast", as_of=dt.date(2024, 6, 1))
     with pytest.raises(ModelNotFoundError, match="mlcore train --tier elite"):
         score(engine, settings, "elite", dt.date(2025, 1, 1))
+
+
+def test_partitioned_scoring_equals_single_partition_and_is_checked(trained):
+    engine, settings, last, results = trained
+    version = Registry(engine, settings.model_store).require_champion("elite").version
+    frames = {}
+    for n_parts in (1, 4):
+        parts = scoring.plan_partitions(engine, last, n_parts)
+        assert len(parts) == n_parts and len({p["lo"] for p in parts}) == n_parts
+        run = f"parts-{n_parts}"
+        for p in parts:
+            scoring.score_partition(engine, settings, "elite", last, run, p, version)
+        scoring.score_partition(engine, settings, "elite", last, run, parts[-1], version)   # a retried task
+        assert scoring.publish(engine, "elite", last, run, parts) == sum(p["n"] for p in parts)
+        report = scoring.quality_checks(engine, "elite", last)
+        assert report["rows"] == report["clients"]
+        with engine.connect() as conn:
+            frames[n_parts] = pd.read_sql(sa.text(
+                "SELECT client_id, model_version, purchase_likelihood, churn_risk, predicted_clv FROM predictions "
+                "WHERE tier = 'elite' AND scored_for = :d ORDER BY client_id"), conn, params={"d": last})
+    pd.testing.assert_frame_equal(frames[1], frames[4])
+    assert count(engine, "prediction_batches") == 0
+
+
+def test_publish_refuses_a_missing_partition(trained):
+    engine, settings, last, _ = trained
+    from mlcore.exceptions import DataQualityError
+    version = Registry(engine, settings.model_store).require_champion("elite").version
+    parts = scoring.plan_partitions(engine, last, 3)
+    before = count(engine, "predictions")
+    scoring.score_partition(engine, settings, "elite", last, "incomplete", parts[0], version)
+    with pytest.raises(DataQualityError, match=r"partitions \[1, 2\] are missing"):
+        scoring.publish(engine, "elite", last, "incomplete", parts)
+    assert count(engine, "predictions") == before
