@@ -61,7 +61,7 @@ def cmd_synth(args, settings):
 
 def cmd_train(args, settings):
     from mlcore.training import train_tier
-    res = train_tier(_engine(settings), settings, args.tier, args.as_of, args.reason, args.seed)
+    res = train_tier(_engine(settings), settings, args.tier, args.as_of, args.reason, args.seed, args.since)
     m = res.metrics
     print(f"{args.tier} v{res.model.version}: trained on {res.n_train} rows in {res.fit_seconds:.1f}s, "
           f"validated on {res.n_valid} rows")
@@ -128,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tier", choices=["fast", "elite"], required=True)
     s.add_argument("--as-of", type=_date, default=None, help="default: the newest outcome date")
     s.add_argument("--reason", choices=["schedule", "drift", "manual"], default="manual")
+    s.add_argument("--since", type=_date, default=None, help="train only on outcomes dated on or after this day")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_train)
 

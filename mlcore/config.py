@@ -21,6 +21,12 @@ class Settings:
         promotion_margin: How much worse than the champion a candidate may be and still be promoted.
         score_chunk_size: Clients scored per chunk (bounds memory).
         n_bootstrap: Bootstrap resamples behind each metric interval.
+        drift_window_days: Outcomes of this many latest days feed a drift check.
+        drift_min_n: Fewer matched outcomes than this make a check "insufficient_data".
+        drift_tolerance: A target breaches when its live AUC's upper bound is below baseline - tolerance.
+        drift_cooldown_days: At most one drift-triggered retraining per tier in this many days.
+        drift_match_days: A prediction matches an outcome if scored at most this many days before date - H.
+        drift_valid_days: Validation window of a drift-triggered retraining (trained without embargo).
     """
 
     database_url: str | None = None
@@ -31,9 +37,16 @@ class Settings:
     promotion_margin: float = 0.01
     score_chunk_size: int = 50_000
     n_bootstrap: int = 200
+    drift_window_days: int = 14
+    drift_min_n: int = 300
+    drift_tolerance: float = 0.02
+    drift_cooldown_days: int = 14
+    drift_match_days: int = 7
+    drift_valid_days: int = 3
 
     def __post_init__(self):
-        for name in ("horizon_days", "valid_days", "score_chunk_size", "n_bootstrap"):
+        for name in ("horizon_days", "valid_days", "score_chunk_size", "n_bootstrap", "drift_window_days",
+                     "drift_min_n", "drift_valid_days"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}.")
         if self.embargo_days is not None and self.embargo_days < 0:
@@ -61,20 +74,16 @@ class Settings:
             "database_url": env.get("DATABASE_URL") or None,
             "home": Path(env.get("CLIENT_SCORING_HOME", "var")).resolve(),
         }
-        ints = {"horizon_days": "HORIZON_DAYS", "valid_days": "VALID_DAYS", "embargo_days": "EMBARGO_DAYS",
-                "score_chunk_size": "SCORE_CHUNK_SIZE", "n_bootstrap": "N_BOOTSTRAP"}
-        for field, var in ints.items():
-            raw = env.get(f"CLIENT_SCORING_{var}")
-            if raw is not None:
-                try:
-                    values[field] = int(raw)
-                except ValueError:
-                    raise ConfigError(f"CLIENT_SCORING_{var} must be an integer, got {raw!r}.") from None
-        raw = env.get("CLIENT_SCORING_PROMOTION_MARGIN")
-        if raw is not None:
+        for field in dataclasses.fields(cls):
+            var = f"CLIENT_SCORING_{field.name.upper()}"
+            raw = env.get(var)
+            if raw is None or field.name in ("database_url", "home"):
+                continue
+            kind = float if field.type in ("float", float) else int
             try:
-                values["promotion_margin"] = float(raw)
+                values[field.name] = kind(raw)
             except ValueError:
-                raise ConfigError(f"CLIENT_SCORING_PROMOTION_MARGIN must be a number, got {raw!r}.") from None
+                raise ConfigError(f"{var} must be {'a number' if kind is float else 'an integer'}, "
+                                  f"got {raw!r}.") from None
         values.update(overrides)
         return cls(**values)

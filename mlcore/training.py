@@ -99,8 +99,13 @@ def _check_split(ts: TrainingSet, train, valid, windows, as_of):
 
 
 def train_tier(engine: sa.Engine, settings: Settings, tier: str, as_of: dt.date | None = None,
-               reason: str = "manual", random_state: int = 0) -> TrainResult:
-    """Train ``tier`` on the outcome log as of ``as_of``, register it and apply the promotion gate."""
+               reason: str = "manual", random_state: int = 0, since: dt.date | None = None) -> TrainResult:
+    """Train ``tier`` on the outcome log as of ``as_of``, register it and apply the promotion gate.
+
+    A drift-triggered retraining (``reason="drift"``) must learn the new relationship from the few
+    outcomes logged since the drift began (``since``): it validates on the last
+    ``drift_valid_days`` and trains on everything before them, without the embargo.
+    """
     if reason not in REASONS:
         raise ValueError(f"reason must be one of {', '.join(REASONS)}, got {reason!r}.")
     if as_of is None:
@@ -112,8 +117,13 @@ def train_tier(engine: sa.Engine, settings: Settings, tier: str, as_of: dt.date 
     H = settings.horizon_days
     outcomes = read_outcomes(engine, as_of)
     notes, concepts = read_notes(engine, as_of - dt.timedelta(days=H))
+    if since is not None:
+        outcomes = outcomes[outcomes["date"] >= pd.Timestamp(since)].reset_index(drop=True)
     ts = training_set(outcomes, notes, concepts, H)
-    train, valid, windows = time_split(ts.dates, as_of, settings.valid_days, settings.embargo)
+    if reason == "drift":
+        train, valid, windows = time_split(ts.dates, as_of, settings.drift_valid_days, 0)
+    else:
+        train, valid, windows = time_split(ts.dates, as_of, settings.valid_days, settings.embargo)
     _check_split(ts, train, valid, windows, as_of)
 
     pipeline = make_pipeline_for(tier, random_state)
