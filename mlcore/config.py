@@ -26,7 +26,9 @@ class Settings:
         drift_tolerance: A target breaches when its live AUC's upper bound is below baseline - tolerance.
         drift_cooldown_days: At most one drift-triggered retraining per tier in this many days.
         drift_match_days: A prediction matches an outcome if scored at most this many days before date - H.
+        drift_retrain_delay_days: Days between opening a drift episode and its retraining (labels to learn from).
         drift_valid_days: Validation window of a drift-triggered retraining (trained without embargo).
+        drift_recent_weight: Weight of outcomes logged since the drift began, in a drift retraining.
     """
 
     database_url: str | None = None
@@ -42,9 +44,12 @@ class Settings:
     drift_tolerance: float = 0.02
     drift_cooldown_days: int = 14
     drift_match_days: int = 7
+    drift_retrain_delay_days: int = 12
     drift_valid_days: int = 3
+    drift_recent_weight: float = 20.0
 
     def __post_init__(self):
+        object.__setattr__(self, "home", Path(self.home))
         for name in ("horizon_days", "valid_days", "score_chunk_size", "n_bootstrap", "drift_window_days",
                      "drift_min_n", "drift_valid_days"):
             if getattr(self, name) <= 0:

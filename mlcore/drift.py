@@ -6,8 +6,9 @@ champion for that client scored for a day on or before d - H (and not older than
 is "insufficient_data", never "ok". A target breaches when the upper bound of its live AUC is
 below the baseline AUC minus ``drift_tolerance``. The decision is anti-flapping: drift opens an
 episode when 2 of the last 3 evaluable checks breach, and the episode closes only after 2
-consecutive evaluable checks without a breach. An opened episode raises one alert and at most one
-retraining per ``drift_cooldown_days``.
+consecutive evaluable checks without a breach. An opened episode raises one alert at once and
+triggers one retraining ``drift_retrain_delay_days`` later, when outcomes logged since the drift
+began are there to learn from; at most one retraining per ``drift_cooldown_days``.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from mlcore.registry import Registry
 
 DECISION_TARGETS = ("purchase", "churn")
 BREACHES_TO_OPEN, OUT_OF = 2, 3
+RETRAIN_ACTIONS = ("retrain", "alert_and_retrain")
 CLEAN_TO_CLOSE = 2
 
 _MATCHED = """
@@ -57,30 +59,39 @@ class CheckResult:
 
     @property
     def wants_retrain(self) -> bool:
-        return self.action == "alert_and_retrain"
+        return self.action in RETRAIN_ACTIONS
 
     @property
     def wants_alert(self) -> bool:
-        return self.action in ("alert_and_retrain", "alert_only_cooldown")
+        return self.action in ("alert", "alert_and_retrain", "alert_only_cooldown")
 
 
-def decide(history: list[dict], breach: bool | None, last_retrain: dt.date | None, check_date: dt.date,
-           cooldown_days: int) -> tuple[str, str, bool]:
-    """Anti-flapping decision from earlier checks (oldest first) and this check's breach.
+def decide(history: list[dict], breach: bool | None, check_date: dt.date, cooldown_days: int,
+           retrain_delay_days: int) -> tuple[str, str, bool]:
+    """Anti-flapping decision from earlier checks (oldest first, with ``check_date``, ``breach``,
+    ``decision``, ``action``, ``episode_id``) and this check's breach.
 
     Returns:
-        (decision, action, opens_episode). ``history`` rows carry ``breach`` and ``decision``.
+        (decision, action, opens_episode).
     """
-    in_episode = open_episode(history) is not None
+    episode = open_episode(history)
     if breach is None:
         return "insufficient_data", "none", False
     evaluable = [r["breach"] for r in history if r["breach"] is not None] + [breach]
-    if in_episode:
+    retrains = [r["check_date"] for r in history if r["action"] in RETRAIN_ACTIONS]
+    cooling = bool(retrains) and (check_date - max(retrains)).days < cooldown_days
+    if episode is not None:
         if len(evaluable) >= CLEAN_TO_CLOSE and not any(evaluable[-CLEAN_TO_CLOSE:]):
             return "recovered", "resolved", False
+        rows = [r for r in history if r["episode_id"] == episode]
+        opened = min(r["check_date"] for r in rows)
+        retrained = any(r["action"] in RETRAIN_ACTIONS + ("retrain_skipped_cooldown",) for r in rows)
+        if not retrained and (check_date - opened).days >= retrain_delay_days:
+            return "drift", ("retrain_skipped_cooldown" if cooling else "retrain"), False
         return "drift", "none", False
     if breach and sum(evaluable[-OUT_OF:]) >= BREACHES_TO_OPEN:
-        cooling = last_retrain is not None and (check_date - last_retrain).days < cooldown_days
+        if retrain_delay_days > 0:
+            return "drift", "alert", True
         return "drift", "alert_only_cooldown" if cooling else "alert_and_retrain", True
     return ("breach" if breach else "ok"), "none", False
 
@@ -90,10 +101,21 @@ def open_episode(history: list[dict]) -> int | None:
     episode = None
     for row in history:
         if row["decision"] == "drift":
-            episode = row.get("episode_id") or episode or -1
+            episode = row.get("episode_id") or episode
         elif row["decision"] in ("recovered", "ok", "breach"):
             episode = None
     return episode
+
+
+def retrain_since(engine: sa.Engine, episode_id: int, window_days: int) -> dt.date:
+    """First outcome day a drift retraining learns from: the episode's opening day minus half a window.
+
+    A breach shows once about half of the check window is affected, so that is where the change began.
+    """
+    with engine.connect() as conn:
+        opened = conn.execute(sa.text("SELECT check_date FROM drift_checks WHERE id = :i"),
+                              {"i": episode_id}).scalar_one()
+    return opened - dt.timedelta(days=window_days // 2)
 
 
 def is_breach(live: dict, baseline: dict, tolerance: float, n: int, min_n: int) -> bool | None:
@@ -183,8 +205,8 @@ def check_tier(engine: sa.Engine, settings: Settings, tier: str, check_date: dt.
         history = [r._asdict() for r in conn.execute(sa.text(
             "SELECT check_date, breach, decision, action, episode_id FROM drift_checks "
             "WHERE tier = :t AND check_date < :d ORDER BY check_date"), {"t": tier, "d": check_date})]
-        last_retrain = max((r["check_date"] for r in history if r["action"] == "alert_and_retrain"), default=None)
-        decision, action, opens = decide(history, breach, last_retrain, check_date, settings.drift_cooldown_days)
+        decision, action, opens = decide(history, breach, check_date, settings.drift_cooldown_days,
+                                         settings.drift_retrain_delay_days)
         current = open_episode(history)
         row = conn.execute(sa.text("""
             INSERT INTO drift_checks (check_date, tier, model_version, window_start, window_end, n, metrics,

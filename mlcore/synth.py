@@ -30,6 +30,7 @@ _TAU_DAYS = 60.0          # decay of concept evidence in the true outcome model
 _NOISE_SHARE = 0.08       # share of concept rows that are extractor false positives
 _LABEL_FLIP = 0.03        # label noise on both binary outcomes
 _SPEND_SIGMA = 0.6        # log-normal noise of spend around its expectation
+_DRIFT_SHARE = 0.4        # share of concepts whose effect on outcomes changes at the drift day
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +46,7 @@ class WorldSpec:
         start: Calendar date of day 0.
         notes_per_client: Mean number of notes per client over the whole period.
         concepts_per_note: Mean number of concepts per note.
+        outcome_gap_days: Range of days between two logged outcomes of a client.
         chunk_clients: Clients generated per chunk (bounds memory).
     """
 
@@ -56,6 +58,7 @@ class WorldSpec:
     start: dt.date = dt.date(2024, 1, 1)
     notes_per_client: float = 3.5
     concepts_per_note: float = 3.0
+    outcome_gap_days: tuple[int, int] = (60, 240)
     chunk_clients: int = 50_000
 
     def __post_init__(self):
@@ -63,6 +66,8 @@ class WorldSpec:
             raise ConfigError(f"n_clients and days must be positive, got {self.n_clients} and {self.days}.")
         if self.days <= self.horizon_days:
             raise ConfigError(f"days ({self.days}) must exceed horizon_days ({self.horizon_days}).")
+        if not 0 < self.outcome_gap_days[0] <= self.outcome_gap_days[1]:
+            raise ConfigError(f"outcome_gap_days must be (low, high) with 0 < low <= high, got {self.outcome_gap_days}.")
         if self.drift_day is not None and not 0 < self.drift_day < self.days:
             raise ConfigError(f"drift_day must be between 1 and days - 1 ({self.days - 1}), got {self.drift_day}.")
 
@@ -118,15 +123,19 @@ def _draw_params(rng: np.random.Generator, tax: pd.DataFrame) -> _Params:
                           "other": (0.0, 0.1)}, density=0.4)
     w_s = w_s + 0.5 * luxury
 
-    def drifted(w, rho=0.2):
-        return rho * w + np.sqrt(1 - rho**2) * rng.permutation(w)
+    changed = rng.random(n) < _DRIFT_SHARE
+
+    def drifted(w):
+        # a random share of the concepts reverse their effect (e.g. an intent that now precedes a
+        # purchase elsewhere); the others keep theirs, so the world stays as predictable as before
+        return np.where(changed, -w, w)
 
     return _Params(
         loadings=loadings,
         base=np.stack([base, base + rng.normal(0, 0.8, n)]),
         w_purchase=np.stack([w_p, drifted(w_p)]),
         w_churn=np.stack([w_c, drifted(w_c)]),
-        w_spend=np.stack([w_s, drifted(w_s, rho=0.5)]),
+        w_spend=np.stack([w_s, drifted(w_s)]),
         gift_mask=np.char.startswith(cid, "gift_"),
         intent_mask=bucket == "intent",
         alpha={},
@@ -194,14 +203,15 @@ def _generate_chunk(spec: WorldSpec, params: _Params, tax: pd.DataFrame, first: 
 
     # --- outcome observation dates: logged continuously, one every 2 to 8 months per client
     obs_client, obs_day = [], []
-    day = rng.uniform(spec.horizon_days, spec.horizon_days + 150, n)
+    lo_gap, hi_gap = spec.outcome_gap_days
+    day = rng.uniform(spec.horizon_days, spec.horizon_days + (lo_gap + hi_gap) / 2, n)
     while True:
         live = day < spec.days
         if not live.any():
             break
         obs_client.append(np.nonzero(live)[0])
         obs_day.append(day[live].astype(int))
-        day = day + rng.uniform(60, 240, n)
+        day = day + rng.uniform(lo_gap, hi_gap, n)
     obs_client = np.concatenate(obs_client)
     obs_day = np.concatenate(obs_day)
     order = np.lexsort((obs_day, obs_client))

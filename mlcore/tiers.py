@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone, is_classifier
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor, VotingClassifier
 from sklearn.feature_selection import SelectKBest, f_classif, f_regression
 from sklearn.linear_model import LogisticRegression, PoissonRegressor
-from sklearn.pipeline import FeatureUnion, Pipeline, make_pipeline
-from sklearn.preprocessing import FunctionTransformer, MaxAbsScaler, StandardScaler
+from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.preprocessing import MaxAbsScaler, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from mlcore.exceptions import ConfigError
@@ -37,17 +37,20 @@ class MultiTargetModel(BaseEstimator):
         self.clv = clv
         self.clv_given_purchase = clv_given_purchase
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         Y = np.asarray(y, dtype=float)
         if Y.ndim != 2 or Y.shape[1] != 3:
             raise ValueError(f"y must have the 3 columns {TARGETS}, got shape {Y.shape}.")
-        self.purchase_ = clone(self.purchase).fit(X, Y[:, 0].astype(int))
-        self.churn_ = clone(self.churn).fit(X, Y[:, 1].astype(int))
+
+        def weights(rows=slice(None)):
+            return {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight)[rows]}
+        self.purchase_ = clone(self.purchase).fit(X, Y[:, 0].astype(int), **weights())
+        self.churn_ = clone(self.churn).fit(X, Y[:, 1].astype(int), **weights())
         if self.clv_given_purchase:
             bought = np.flatnonzero((Y[:, 0] == 1) & (Y[:, 2] > 0))
-            self.clv_ = clone(self.clv).fit(X[bought], Y[bought, 2])
+            self.clv_ = clone(self.clv).fit(X[bought], Y[bought, 2], **weights(bought))
         else:
-            self.clv_ = clone(self.clv).fit(X, Y[:, 2])
+            self.clv_ = clone(self.clv).fit(X, Y[:, 2], **weights())
         return self
 
     def predict(self, X) -> np.ndarray:
@@ -68,15 +71,41 @@ _HGB = dict(learning_rate=0.08, max_iter=250, max_leaf_nodes=15, min_samples_lea
             early_stopping=True, validation_fraction=0.1, n_iter_no_change=15)
 
 
-def _hgb_classifier(seed, k_best):
-    # Boosting cost grows with the column count: give it the k most informative columns.
-    return make_pipeline(SelectKBest(f_classif, k=k_best), FunctionTransformer(to_dense),
-                         HistGradientBoostingClassifier(**_HGB, random_state=seed))
+class _SelectedBoosting(BaseEstimator):
+    """Gradient boosting on the ``k_best`` most informative columns (boosting cost grows with columns)."""
+
+    def __init__(self, k_best: int = 200, loss: str | None = None, random_state: int = 0):
+        self.k_best = k_best
+        self.loss = loss
+        self.random_state = random_state
+
+    def fit(self, X, y, sample_weight=None):
+        classify = is_classifier(self)
+        score = f_classif if classify else f_regression
+        self.selector_ = SelectKBest(score, k=min(self.k_best, X.shape[1])).fit(X, y)
+        kwargs = {} if self.loss is None else {"loss": self.loss}
+        model = (HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor)(
+            **_HGB, **kwargs, random_state=self.random_state)
+        self.model_ = model.fit(to_dense(self.selector_.transform(X)), y, sample_weight=sample_weight)
+        if classify:
+            self.classes_ = self.model_.classes_
+        return self
+
+    def _dense(self, X):
+        check_is_fitted(self, "model_")
+        return to_dense(self.selector_.transform(X))
+
+    def predict(self, X):
+        return self.model_.predict(self._dense(X))
 
 
-def _hgb_regressor(seed, k_best, loss):
-    return make_pipeline(SelectKBest(f_regression, k=k_best), FunctionTransformer(to_dense),
-                         HistGradientBoostingRegressor(loss=loss, **_HGB, random_state=seed))
+class SelectedBoostingClassifier(ClassifierMixin, _SelectedBoosting):
+    def predict_proba(self, X):
+        return self.model_.predict_proba(self._dense(X))
+
+
+class SelectedBoostingRegressor(RegressorMixin, _SelectedBoosting):
+    pass
 
 
 def fast_pipeline(random_state: int = 0) -> Pipeline:
@@ -97,7 +126,7 @@ def fast_pipeline(random_state: int = 0) -> Pipeline:
 def elite_pipeline(random_state: int = 0, k_best: int = 200) -> Pipeline:
     """Elite tier: recency-weighted concepts, co-occurrence, diversity and activity; soft-voting ensembles."""
     def classifier():
-        return VotingClassifier([("hgb", _hgb_classifier(random_state, k_best)),
+        return VotingClassifier([("hgb", SelectedBoostingClassifier(k_best, random_state=random_state)),
                                  ("logit", LogisticRegression(C=0.5, max_iter=500))], voting="soft")
     return Pipeline([
         ("features", FeatureUnion([
@@ -109,7 +138,7 @@ def elite_pipeline(random_state: int = 0, k_best: int = 200) -> Pipeline:
             purchase=classifier(),
             churn=classifier(),
             # A Gamma GLM beside it extrapolated to absurd values (R2 -4 on the holdout): boosting alone.
-            clv=_hgb_regressor(random_state, k_best, "gamma"),
+            clv=SelectedBoostingRegressor(k_best, loss="gamma", random_state=random_state),
             clv_given_purchase=True)),
     ])
 

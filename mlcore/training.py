@@ -103,8 +103,9 @@ def train_tier(engine: sa.Engine, settings: Settings, tier: str, as_of: dt.date 
     """Train ``tier`` on the outcome log as of ``as_of``, register it and apply the promotion gate.
 
     A drift-triggered retraining (``reason="drift"``) must learn the new relationship from the few
-    outcomes logged since the drift began (``since``): it validates on the last
-    ``drift_valid_days`` and trains on everything before them, without the embargo.
+    outcomes logged since the drift began: it validates on the last ``drift_valid_days`` and trains
+    on everything before them, without the embargo. Rows dated on or after ``since`` weigh
+    ``drift_recent_weight`` times as much as older ones.
     """
     if reason not in REASONS:
         raise ValueError(f"reason must be one of {', '.join(REASONS)}, got {reason!r}.")
@@ -117,8 +118,6 @@ def train_tier(engine: sa.Engine, settings: Settings, tier: str, as_of: dt.date 
     H = settings.horizon_days
     outcomes = read_outcomes(engine, as_of)
     notes, concepts = read_notes(engine, as_of - dt.timedelta(days=H))
-    if since is not None:
-        outcomes = outcomes[outcomes["date"] >= pd.Timestamp(since)].reset_index(drop=True)
     ts = training_set(outcomes, notes, concepts, H)
     if reason == "drift":
         train, valid, windows = time_split(ts.dates, as_of, settings.drift_valid_days, 0)
@@ -126,9 +125,13 @@ def train_tier(engine: sa.Engine, settings: Settings, tier: str, as_of: dt.date 
         train, valid, windows = time_split(ts.dates, as_of, settings.valid_days, settings.embargo)
     _check_split(ts, train, valid, windows, as_of)
 
+    weights = None
+    if since is not None:
+        recent = (ts.dates.iloc[train] >= pd.Timestamp(since)).to_numpy()
+        weights = np.where(recent, settings.drift_recent_weight, 1.0)
     pipeline = make_pipeline_for(tier, random_state)
     started = time.perf_counter()
-    pipeline.fit(ts.history.take(train), ts.y[train])
+    pipeline.fit(ts.history.take(train), ts.y[train], model__sample_weight=weights)
     fit_seconds = time.perf_counter() - started
     hold = ts.history.take(valid)
     pred = pipeline.predict(hold)
