@@ -143,7 +143,7 @@ def test_promotion_gate_keeps_a_worse_candidate_out(server_url, small_world, tmp
         settings = Settings(database_url="unused", home=tmp_path, n_bootstrap=20, promotion_margin=0.01)
         good = train_tier(engine, settings, "fast", as_of=last)
         monkeypatch.setattr(training, "make_pipeline_for", dummy_pipeline)
-        bad = train_tier(engine, settings, "fast", as_of=last, reason="drift")
+        bad = train_tier(engine, settings, "fast", as_of=last, reason="manual")
         assert not bad.promoted and bad.model.status == "candidate"
         assert set(bad.gate["shortfall"]) == {"purchase", "churn", "clv"}
         registry = Registry(engine, settings.model_store)
