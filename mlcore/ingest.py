@@ -84,6 +84,7 @@ class LoadResult:
     rows_in_file: int
     rows_inserted: int
     sha256: str
+    clients: tuple[str, ...] = ()
 
 
 class _Problems:
@@ -242,20 +243,21 @@ def ingest_file(engine: sa.Engine, kind: str, path: str | Path) -> LoadResult:
         raise InputDataError(f"{path}: no such file.")
     data = path.read_bytes()
     frame = read_contract_csv(kind, data, str(path))
-    inserted = load_frame(engine, kind, frame, str(path))
+    inserted, clients = load_frame(engine, kind, frame, str(path))
     sha = hashlib.sha256(data).hexdigest()
     with engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO ingest_runs (kind, source, sha256, rows_in_file, rows_inserted) "
                              "VALUES (:k, :s, :h, :n, :i)"),
                      {"k": kind, "s": str(path), "h": sha, "n": len(frame), "i": inserted})
-    return LoadResult(kind, str(path), len(frame), inserted, sha)
+    return LoadResult(kind, str(path), len(frame), inserted, sha, clients)
 
 
-def load_frame(engine: sa.Engine, kind: str, frame: pd.DataFrame, source: str = "<frame>") -> int:
+def load_frame(engine: sa.Engine, kind: str, frame: pd.DataFrame, source: str = "<frame>") -> tuple[int, tuple]:
     """Load a validated frame; checks against the database run in the same transaction as the insert.
 
     Returns:
-        Number of rows inserted (rows already present with identical values are skipped).
+        Rows inserted (rows already present with identical values are skipped), and the clients
+        the file is about.
     """
     spec = _spec(kind)
     cols = spec.names
@@ -278,8 +280,11 @@ def load_frame(engine: sa.Engine, kind: str, frame: pd.DataFrame, source: str = 
             cur.execute(f"INSERT INTO {spec.table} ({col_list}) SELECT {col_list} FROM staging "
                         "ON CONFLICT DO NOTHING")
         inserted = cur.rowcount
+        cur.execute("SELECT DISTINCT n.client_id FROM staging s JOIN notes n USING (note_id)" if kind == "concepts"
+                    else "SELECT DISTINCT client_id FROM staging")
+        clients = tuple(sorted(r[0] for r in cur.fetchall()))
         raw.commit()
-        return inserted
+        return inserted, clients
     except BaseException:
         raw.rollback()
         raise

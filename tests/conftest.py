@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import uuid
 from pathlib import Path
 
 import pytest
@@ -12,32 +10,25 @@ import sqlalchemy as sa
 from mlcore import db
 from mlcore.config import Settings
 from mlcore.synth import WorldSpec, write_world
+from pg import create_database, drop_database, test_server_url
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory) -> str:
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        return db.normalise_url(url)
-    return db.start_embedded(tmp_path_factory.mktemp("pg") / "pgdata")
+def server_url() -> str:
+    return test_server_url()
 
 
 @contextlib.contextmanager
 def fresh_database(server_url: str):
     """Create an empty, migrated database on the server; drop it afterwards."""
-    name = f"cs_test_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    name = create_database(server_url)
     engine = sa.create_engine(sa.make_url(server_url).set(database=name))
     try:
         db.upgrade(engine)
         yield engine
     finally:
         engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        drop_database(server_url, name)
 
 
 @pytest.fixture

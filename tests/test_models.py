@@ -1,7 +1,6 @@
 """Training, registry and scoring against the real database on a small synthetic world."""
 import datetime as dt
 
-import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa

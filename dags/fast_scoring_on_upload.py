@@ -1,0 +1,59 @@
+"""
+### Fast scoring on upload
+
+When new note concepts land (the note_concepts Asset from `ingest_inbox`), scores just the
+affected clients with the **Fast** champion, for the day of the upload, so fresh predictions
+exist within minutes (tier `fast` in `predictions`). The Elite nightly batch replaces them with
+better ones overnight. A manual run scores the clients in the `clients` param, or else the
+clients with notes dated on the run's day.
+"""
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Param, dag, get_current_context, task
+
+from client_scoring.assets import CONCEPTS
+from client_scoring.wiring import default_args
+
+
+@dag(
+    dag_id="fast_scoring_on_upload",
+    schedule=[CONCEPTS],
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    default_args=default_args(execution_timeout=pendulum.duration(minutes=10)),
+    tags=["client-scoring", "scoring", "fast"],
+    doc_md=__doc__,
+    params={"clients": Param([], type="array", items={"type": "string"}, description="Clients to score")},
+)
+def fast_scoring_on_upload():
+    @task
+    def score_upload(params=None) -> dict:
+        import sqlalchemy as sa
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from client_scoring.wiring import engine, logical_day, settings
+        from mlcore.scoring import score
+
+        context = get_current_context()
+        day = logical_day(context)
+        clients = set(params["clients"])
+        for events in (context.get("triggering_asset_events") or {}).values():
+            for event in events:
+                clients.update((event.extra or {}).get("clients", []))
+        s = settings()
+        eng = engine(s)
+        if not clients:
+            with eng.connect() as conn:
+                clients = set(conn.execute(sa.text("SELECT DISTINCT client_id FROM notes WHERE date = :d"),
+                                           {"d": day}).scalars())
+        if not clients:
+            raise AirflowSkipException(f"no uploaded clients to score for {day}")
+        res = score(eng, s, "fast", day, run_id=context["run_id"], clients=sorted(clients))
+        return {"scored_for": str(day), "clients": res.n_clients, "model_version": res.model_version,
+                "seconds": round(res.seconds, 2)}
+
+    score_upload()
+
+
+fast_scoring_on_upload()

@@ -1,0 +1,81 @@
+"""
+### Weekly retraining of both tiers
+
+Runs every Sunday at 03:00 UTC **or** when `drift_check` emits the drift Asset. Trains the Fast
+and Elite tiers in parallel mapped tasks with `mlcore.training.train_tier`, applies the promotion
+gate (a candidate becomes champion unless it is worse than the current one on the same holdout by
+more than the margin), records the reason (`schedule`, `drift`, `manual`) and emits the champions Asset.
+
+A drift-triggered run retrains the tiers named in the drift event, weighting the outcomes logged
+since the drift began. Params override everything: `tiers`, `as_of` (default: the run's day),
+`reason`, `since`.
+"""
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
+
+from client_scoring.assets import CHAMPIONS, DRIFT
+from client_scoring.wiring import default_args
+
+
+@dag(
+    dag_id="weekly_retrain",
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 * * 0", timezone="UTC"), assets=DRIFT),
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args(execution_timeout=pendulum.duration(hours=2)),
+    tags=["client-scoring", "training"],
+    doc_md=__doc__,
+    params={
+        "tiers": Param(["fast", "elite"], type="array", items={"type": "string", "enum": ["fast", "elite"]}),
+        "as_of": Param(None, type=["null", "string"], format="date", description="Default: the run's day"),
+        "reason": Param(None, type=["null", "string"], enum=[None, "schedule", "drift", "manual"]),
+        "since": Param(None, type=["null", "string"], format="date", description="Drift began (weights)"),
+    },
+)
+def weekly_retrain():
+    @task
+    def resolve(params=None) -> list[dict]:
+        """Decide tiers, as-of date and reason from the params, the triggering drift events or the schedule."""
+        from client_scoring.wiring import logical_day
+
+        context = get_current_context()
+        events = [e for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
+        drift = [e.extra for e in events if e.extra and e.extra.get("tier")]
+        run_type = str(getattr(context["dag_run"], "run_type", ""))
+        reason = params["reason"] or ("drift" if drift else "schedule" if "scheduled" in run_type else "manual")
+        tiers = params["tiers"]
+        since = {t: params["since"] for t in tiers}
+        as_of = params["as_of"] or str(logical_day(context))
+        if drift and not params["reason"]:
+            since = {t: d.get("since") for d in drift for t in d.get("tiers", [d["tier"]])}
+            tiers = sorted(since)
+            as_of = params["as_of"] or max(d["as_of"] for d in drift)
+        return [{"tier": t, "as_of": as_of, "reason": reason, "since": since.get(t)} for t in tiers]
+
+    @task(map_index_template="{{ task.op_kwargs['spec']['tier'] }}")
+    def train(spec: dict) -> dict:
+        import datetime as dt
+
+        from client_scoring.wiring import engine, settings
+        from mlcore.training import train_tier
+
+        s = settings()
+        since = dt.date.fromisoformat(spec["since"]) if spec["since"] else None
+        res = train_tier(engine(s), s, spec["tier"], dt.date.fromisoformat(spec["as_of"]), spec["reason"],
+                         since=since)
+        return {"tier": spec["tier"], "version": res.model.version, "promoted": res.promoted,
+                "why": res.gate["why"], "reason": spec["reason"], "fit_seconds": round(res.fit_seconds, 1),
+                "holdout": {t: res.metrics[t]["auc" if t != "clv" else "r2"]["value"] for t in res.metrics}}
+
+    @task(outlets=[CHAMPIONS])
+    def publish_champions(results: list[dict]) -> list[dict]:
+        get_current_context()["outlet_events"][CHAMPIONS].extra = {"models": results}
+        return results
+
+    publish_champions(train.expand(spec=resolve()))
+
+
+weekly_retrain()

@@ -1,0 +1,1 @@
+"""Airflow-side wiring of client-scoring: connection lookup, shared DAG defaults, the alert notifier."""

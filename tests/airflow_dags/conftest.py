@@ -1,0 +1,70 @@
+"""Airflow test harness: a migrated metadata DB (its own Postgres database) and the project's DAGs.
+
+Airflow reads its configuration when first imported, so the environment is set here, before any
+test module imports it.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from pg import create_database, drop_database, test_server_url
+
+ROOT = Path(__file__).resolve().parents[2]
+_SERVER = test_server_url()
+_META_DB = create_database(_SERVER, "cs_airflow")
+_HOME = Path(tempfile.mkdtemp(prefix="cs-airflow-"))
+os.environ.update({
+    "AIRFLOW_HOME": str(_HOME),
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sa.make_url(_SERVER).set(database=_META_DB).render_as_string(False),
+    "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+    "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+    "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+})
+for folder in (ROOT / "plugins", ROOT / "dags"):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, env=os.environ)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_metadata_db():
+    yield
+    from airflow import settings
+    if settings.engine is not None:
+        settings.engine.dispose()
+    drop_database(_SERVER, _META_DB)
+
+
+def conn_uri(url: str) -> str:
+    """An Airflow connection URI for a SQLAlchemy Postgres URL (host may be a socket folder)."""
+    u = sa.make_url(url)
+    if u.host:
+        return f"postgres://{u.username or ''}@{u.host}:{u.port or 5432}/{u.database}"
+    return f"postgres://{u.username or ''}@/{u.database}?host={u.query['host']}"
+
+
+@pytest.fixture
+def scoring_env(engine, tmp_path, monkeypatch):
+    """Point the DAGs at a fresh scoring database and a private model store."""
+    url = engine.url.render_as_string(hide_password=False)
+    monkeypatch.setenv("AIRFLOW_CONN_CLIENT_SCORING_DB", conn_uri(url))
+    monkeypatch.setenv("CLIENT_SCORING_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    return engine
+
+
+def load_dag(dag_id: str):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    return bag.dags[dag_id]
