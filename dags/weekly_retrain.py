@@ -72,6 +72,7 @@ def weekly_retrain():
 
     @task(outlets=[CHAMPIONS])
     def publish_champions(results: list[dict]) -> list[dict]:
+        results = list(results)
         get_current_context()["outlet_events"][CHAMPIONS].extra = {"models": results}
         return results
 

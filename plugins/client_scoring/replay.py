@@ -1,0 +1,235 @@
+"""Replay a simulated timeline through real Airflow: the main job behind ``make demo``.
+
+A synthetic world with a drift day is cut into daily CSV drops. History up to the start day is
+ingested and both tiers are trained through the DAGs; then, for each simulated day, the day's
+drops land in the inbox and the day runs like production: ``ingest_inbox``,
+``fast_scoring_on_upload``, ``nightly_elite_scoring`` and ``drift_check``, each a real DAG run
+(``dag.test()`` on a migrated metadata database). When a drift check emits the drift Asset, the
+replay does what the scheduler would do and runs ``weekly_retrain`` for it.
+
+Environment must be prepared with :func:`configure` before Airflow is imported.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclasses.dataclass
+class Scenario:
+    """A world and the slice of its timeline to replay (days are 0-based from the world's start)."""
+
+    clients: int = 10_000
+    days: int = 400
+    seed: int = 7
+    drift_day: int | None = 310
+    horizon_days: int = 21
+    outcome_gap_days: tuple[int, int] = (7, 21)
+    train_day: int = 292
+    first_day: int = 293
+    last_day: int = 352
+    partitions: int = 2
+    via_inbox: bool = True
+
+
+def configure(metadata_url: str, home: Path) -> None:
+    """Point Airflow at a metadata database and this project's DAGs and plugins (before importing it)."""
+    os.environ.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "CLIENT_SCORING_TASK_RETRIES": os.environ.get("CLIENT_SCORING_TASK_RETRIES", "0"),
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING"),
+    })
+    for folder in (ROOT / "plugins", ROOT / "dags"):
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
+
+
+def split_by_day(world: Path, out: Path, start: dt.date) -> dict[int, dict[str, pd.DataFrame]]:
+    """The world's rows grouped by simulated day (notes and their concepts by note date, outcomes by date)."""
+    notes = pd.read_csv(world / "notes.csv", dtype=str)
+    concepts = pd.read_csv(world / "note_concepts.csv", dtype=str)
+    outcomes = pd.read_csv(world / "outcomes.csv", dtype=str)
+    day_of = lambda s: (pd.to_datetime(s) - pd.Timestamp(start)).dt.days.to_numpy()  # noqa: E731
+    notes["_day"] = day_of(notes["date"])
+    concepts = concepts.merge(notes[["note_id", "_day"]], on="note_id")
+    outcomes["_day"] = day_of(outcomes["date"])
+    return {"notes": notes, "concepts": concepts, "outcomes": outcomes}
+
+
+def drop(frames: dict, lo: int, hi: int, inbox: Path, tag: str) -> list[str]:
+    """Write the rows of days lo..hi (inclusive) into the inbox as contract CSV files."""
+    inbox.mkdir(parents=True, exist_ok=True)
+    names = {"notes": "notes", "concepts": "note_concepts", "outcomes": "outcomes"}
+    clients = []
+    for kind, frame in frames.items():
+        part = frame[(frame["_day"] >= lo) & (frame["_day"] <= hi)].drop(columns="_day")
+        if len(part):
+            part.to_csv(inbox / f"{names[kind]}_{tag}.csv", index=False)
+            if kind == "concepts":
+                clients = sorted(part["client_id"].unique())
+    return clients
+
+
+def run_dag(dag_id: str, day: dt.date, conf: dict | None = None):
+    """One real DAG run for ``day`` (logical date 06:00 UTC); raises unless it succeeds."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = _dags(DagBag)[dag_id]
+    logical = dt.datetime.combine(day, dt.time(6), tzinfo=dt.timezone.utc)
+    run = dag.test(logical_date=logical, run_conf=conf or {})
+    if str(run.state) != "success":
+        failed = [ti.task_id for ti in run.get_task_instances() if str(ti.state) == "failed"]
+        raise RuntimeError(f"{dag_id} for {day} ended {run.state}; failed tasks: {failed}")
+    return run
+
+
+_BAG = {}
+
+
+def _dags(DagBag):
+    if not _BAG:
+        bag = DagBag(dag_folder=str(ROOT / "dags"))
+        if bag.import_errors:
+            raise RuntimeError(f"DAG import errors: {bag.import_errors}")
+        _BAG.update(bag.dags)
+    return _BAG
+
+
+def replay(engine: sa.Engine, scenario: Scenario, workdir: Path, echo=print) -> pd.DataFrame:
+    """Run the scenario's timeline; returns the elite drift-check history."""
+    from mlcore.synth import WorldSpec, write_world
+
+    spec = WorldSpec(n_clients=scenario.clients, days=scenario.days, seed=scenario.seed,
+                     drift_day=scenario.drift_day, horizon_days=scenario.horizon_days,
+                     outcome_gap_days=scenario.outcome_gap_days)
+    world = workdir / "world"
+    if not (world / "truth.csv").exists():
+        write_world(spec, world)
+    frames = split_by_day(world, workdir, spec.start)
+    inbox = Path(os.environ.setdefault("CLIENT_SCORING_INBOX", str(workdir / "inbox")))
+    day = lambda i: spec.start + dt.timedelta(days=i)  # noqa: E731
+
+    t0 = time.perf_counter()
+    drop(frames, -10**6, scenario.train_day, inbox, "history")
+    run_dag("ingest_inbox", day(scenario.train_day))
+    run_dag("weekly_retrain", day(scenario.train_day), {"reason": "manual"})
+    # Predictions of the weeks before the start, so that the first checks have matured outcomes.
+    warmup = range(scenario.train_day - scenario.horizon_days - 7, scenario.train_day + 1)
+    for i in warmup:
+        run_dag("nightly_elite_scoring", day(i), {"max_staleness_days": 30, "partitions": scenario.partitions})
+    echo(f"history to {day(scenario.train_day)} ingested, both tiers trained, {len(warmup)} warm-up nights "
+         f"scored ({time.perf_counter() - t0:.0f}s)")
+    echo(f"{'day':10s} {'model':>5s} {'n':>6s} {'AUC purchase':>12s} {'AUC churn':>9s} {'baseline':>8s}  "
+         f"{'decision':17s} action")
+    for i in range(scenario.first_day, scenario.last_day + 1):
+        today = day(i)
+        if scenario.via_inbox:
+            uploaded = drop(frames, i, i, inbox, today.isoformat())
+            run_dag("ingest_inbox", today)
+            if uploaded:
+                run_dag("fast_scoring_on_upload", today, {"clients": uploaded})
+        run_dag("nightly_elite_scoring", today, {"partitions": scenario.partitions})
+        run_dag("drift_check", today)
+        row = _check_row(engine, today)
+        if row is None:
+            continue
+        live = "" if row.purchase_auc is None else f"{row.purchase_auc:12.3f} {row.churn_auc:9.3f}"
+        echo(f"{today} {'v' + str(row.model_version):>5s} {row.n:6d} {live or f'{chr(8212):>12s} {chr(8212):>9s}'} "
+             f"{row.baseline:8.3f}  {row.decision:17s} {row.action}")
+        if row.action in ("retrain", "alert_and_retrain"):
+            # The drift Asset schedules weekly_retrain; without a scheduler running, start it here.
+            run_dag("weekly_retrain", today, {"reason": "drift", "tiers": ["elite"], "as_of": str(today),
+                                              "since": str(row.since)})
+            echo(f"{'':10s} weekly_retrain (reason drift) -> {_champion(engine)}")
+    from mlcore.drift import history
+    return history(engine, "elite")
+
+
+def _check_row(engine, day):
+    from mlcore.drift import retrain_since
+    from mlcore.config import Settings
+
+    with engine.connect() as conn:
+        row = conn.execute(sa.text(
+            "SELECT model_version, n, decision, action, episode_id, "
+            " (metrics -> 'purchase' -> 'auc' ->> 'value')::float AS purchase_auc, "
+            " (metrics -> 'churn' -> 'auc' ->> 'value')::float AS churn_auc, "
+            " (baseline -> 'purchase' -> 'auc' ->> 'value')::float AS baseline "
+            "FROM drift_checks WHERE tier = 'elite' AND check_date = :d"), {"d": day}).one_or_none()
+    if row is None or row.action not in ("retrain", "alert_and_retrain"):
+        return row
+    since = retrain_since(engine, row.episode_id, Settings.from_env().drift_window_days)
+    return type("Row", (), {**row._asdict(), "since": since})
+
+
+def _champion(engine) -> str:
+    with engine.connect() as conn:
+        r = conn.execute(sa.text("SELECT version, status, gate ->> 'why' FROM model_versions WHERE tier = 'elite' "
+                                 "ORDER BY version DESC LIMIT 1")).one()
+    return f"elite v{r[0]} {r[1]} ({r[2]})"
+
+
+def main() -> int:
+    """``make demo``: embedded Postgres (or DATABASE_URL), a drifting world, the timeline through Airflow."""
+    sys.path.insert(0, str(ROOT))
+    from mlcore import db
+    from mlcore.config import Settings
+
+    started = time.perf_counter()
+    settings = Settings.from_env()
+    server = db.normalise_url(settings.database_url) if settings.database_url else \
+        db.start_embedded(settings.pgdata, cleanup_mode=None)
+    scoring_db, meta_db = "client_scoring_demo", "client_scoring_demo_airflow"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for name in (scoring_db, meta_db):
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    scoring_url = sa.make_url(server).set(database=scoring_db).render_as_string(hide_password=False)
+    meta_url = sa.make_url(server).set(database=meta_db).render_as_string(hide_password=False)
+    engine = db.make_engine(scoring_url)
+    db.upgrade(engine)
+    workdir = settings.home / "demo-replay"
+    shutil.rmtree(workdir / "inbox", ignore_errors=True)
+    shutil.rmtree(settings.home / "models", ignore_errors=True)
+    os.environ["CLIENT_SCORING_HORIZON_DAYS"] = str(Scenario.horizon_days)
+    os.environ["DATABASE_URL"] = scoring_url
+    os.environ["CLIENT_SCORING_HOME"] = str(settings.home)
+    os.environ["CLIENT_SCORING_INBOX"] = str(workdir / "inbox")
+    configure(meta_url, settings.home / "airflow")
+    print(f"scoring database {scoring_db}, Airflow metadata database {meta_db} on "
+          f"{sa.make_url(server).render_as_string(hide_password=True)}")
+    replay(engine, Scenario(), workdir)
+    with engine.connect() as conn:
+        alerts = conn.execute(sa.text("SELECT count(*) FROM alerts WHERE kind = 'drift'")).scalar_one()
+        retrains = conn.execute(sa.text("SELECT count(*) FROM model_versions WHERE reason = 'drift'")).scalar_one()
+    print(f"\n{alerts} drift alert(s), {retrains} drift retraining(s); {time.perf_counter() - started:.0f}s in all.")
+    print(f"""
+Look at the results:
+  psql "{scoring_url.replace('+psycopg2', '')}"
+  SELECT check_date, tier, model_version, n, decision, action FROM drift_checks ORDER BY check_date;
+  SELECT id, created_at, kind, title, status FROM alerts;
+  SELECT tier, version, status, reason, gate ->> 'why' FROM model_versions ORDER BY tier, version;
+  SELECT scored_for, tier, count(*) FROM predictions GROUP BY 1, 2 ORDER BY 1 DESC LIMIT 6;
+Browse the same runs in the Airflow UI: make airflow-ui  (http://localhost:8080)""")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
