@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench-quality clean
+.PHONY: install demo test bench-quality airflow-ui clean
 
 install: $(STAMP)
 
@@ -14,8 +14,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The main job: a drifting world's timeline replayed through real Airflow DAG runs.
 demo: install
-	$(BIN)/mlcore demo
+	PYTHONPATH=plugins $(BIN)/python -u -m client_scoring.replay
+
+# The Airflow UI (http://localhost:8080) on the demo's databases; login: see README.
+airflow-ui: install
+	PYTHONPATH=plugins $(BIN)/python -u -m client_scoring.standalone
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -28,6 +28,7 @@ os.environ.update({
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
     "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+    "CLIENT_SCORING_TASK_RETRIES": "0",
 })
 for folder in (ROOT / "plugins", ROOT / "dags"):
     if str(folder) not in sys.path:

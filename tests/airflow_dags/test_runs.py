@@ -1,0 +1,91 @@
+"""End-to-end DAG runs through real Airflow (dag.test on a migrated metadata DB) against the real Postgres."""
+import datetime as dt
+import os
+
+import pytest
+import sqlalchemy as sa
+
+from client_scoring.replay import run_dag
+from conftest import count
+from mlcore.config import Settings
+from mlcore.ingest import ingest_file
+from mlcore.training import train_tier
+
+
+def load(engine, world, kinds=("notes", "concepts", "outcomes")):
+    names = {"notes": "notes.csv", "concepts": "note_concepts.csv", "outcomes": "outcomes.csv"}
+    for kind in kinds:
+        ingest_file(engine, kind, world / names[kind])
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT max(date) FROM outcomes")).scalar_one()
+
+
+def asset_events(uri):
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.settings import Session
+    with Session() as session:
+        return session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id) \
+            .filter(AssetModel.uri == uri).all()
+
+
+def test_weekly_retrain_then_nightly_scoring(scoring_env, small_world):
+    engine = scoring_env
+    last = load(engine, small_world)
+    run_dag("weekly_retrain", last, {"reason": "manual"})
+    with engine.connect() as conn:
+        models = conn.execute(sa.text("SELECT tier, reason, status FROM model_versions ORDER BY tier")).all()
+    assert [tuple(m) for m in models] == [("elite", "manual", "champion"), ("fast", "manual", "champion")]
+    assert asset_events("client_scoring://models/champions")
+
+    first = run_dag("nightly_elite_scoring", last, {"partitions": 3})
+    with engine.connect() as conn:
+        clients = conn.execute(sa.text("SELECT count(DISTINCT client_id) FROM notes WHERE date <= :d"),
+                               {"d": last}).scalar_one()
+    assert count(engine, "predictions") == clients > 1000
+    second = run_dag("nightly_elite_scoring", last, {"partitions": 2})      # a re-run replaces the day
+    with engine.connect() as conn:
+        runs = conn.execute(sa.text("SELECT DISTINCT run_id FROM predictions")).scalars().all()
+    assert count(engine, "predictions") == clients and runs == [second.run_id] != [first.run_id]
+    assert count(engine, "prediction_batches") == 0
+    events = asset_events("client_scoring://predictions/elite")
+    assert events and events[-1].extra["rows"] == clients
+
+
+def test_nightly_scoring_refuses_stale_inputs(scoring_env, small_world):
+    engine = scoring_env
+    last = load(engine, small_world)
+    train_tier(engine, Settings.from_env(database_url=engine.url.render_as_string(False), n_bootstrap=20),
+               "elite", as_of=last)
+    with pytest.raises(RuntimeError, match="check_inputs"):
+        run_dag("nightly_elite_scoring", last + dt.timedelta(days=40))
+    assert count(engine, "predictions") == 0
+
+
+def test_ingest_inbox_and_fast_scoring_on_upload(scoring_env, small_world, tmp_path, monkeypatch):
+    engine = scoring_env
+    last = load(engine, small_world)
+    settings = Settings.from_env(database_url=engine.url.render_as_string(False), n_bootstrap=20)
+    train_tier(engine, settings, "fast", as_of=last)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    monkeypatch.setenv("CLIENT_SCORING_INBOX", str(inbox))
+    day = last + dt.timedelta(days=1)
+    (inbox / "notes_new.csv").write_text(f"note_id,client_id,date\nnew1,C0000001,{day}\nnew2,C0000002,{day}\n")
+    (inbox / "note_concepts_new.csv").write_text("note_id,concept_id,start,end,confidence\n"
+                                                 "new1,golf,0,4,0.9\nnew2,gift_birthday,3,16,1\n")
+    (inbox / "outcomes_bad.csv").write_text("client_id,purchased,churned,lifetime_value,date\nC0000001,2,0,5,2025-01-01\n")
+    run_dag("ingest_inbox", day)
+    assert sorted(p.name for p in (inbox / "processed").iterdir()) == [
+        "note_concepts_new.csv", "note_concepts_new.csv.report.txt", "notes_new.csv", "notes_new.csv.report.txt"]
+    report = (inbox / "rejected" / "outcomes_bad.csv.report.txt").read_text()
+    assert "row 2, column 'purchased': expected 0 or 1, found '2'" in report
+    assert not list(inbox.glob("*.csv"))
+    event = asset_events("client_scoring://inputs/note_concepts")[-1]
+    assert event.extra["clients"] == ["C0000001", "C0000002"]
+    assert not asset_events("client_scoring://inputs/outcomes")     # nothing loaded: no event
+
+    run_dag("fast_scoring_on_upload", day, {"clients": event.extra["clients"]})
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT client_id, tier FROM predictions WHERE scored_for = :d ORDER BY 1"),
+                            {"d": day}).all()
+    assert [tuple(r) for r in rows] == [("C0000001", "fast"), ("C0000002", "fast")]
