@@ -30,16 +30,16 @@ ROOT = Path(__file__).resolve().parents[2]
 class Scenario:
     """A world and the slice of its timeline to replay (days are 0-based from the world's start)."""
 
-    clients: int = 10_000
+    clients: int = 8_000
     days: int = 400
     seed: int = 7
     drift_day: int | None = 310
     horizon_days: int = 21
     outcome_gap_days: tuple[int, int] = (7, 21)
     train_day: int = 292
-    first_day: int = 293
+    first_day: int = 298
     last_day: int = 352
-    partitions: int = 2
+    partitions: int = 1
     via_inbox: bool = True
 
 
@@ -147,35 +147,40 @@ def replay(engine: sa.Engine, scenario: Scenario, workdir: Path, echo=print) -> 
         run_dag("nightly_elite_scoring", today, {"partitions": scenario.partitions})
         run_dag("drift_check", today)
         row = _check_row(engine, today)
-        if row is None:
-            continue
-        live = "" if row.purchase_auc is None else f"{row.purchase_auc:12.3f} {row.churn_auc:9.3f}"
-        echo(f"{today} {'v' + str(row.model_version):>5s} {row.n:6d} {live or f'{chr(8212):>12s} {chr(8212):>9s}'} "
-             f"{row.baseline:8.3f}  {row.decision:17s} {row.action}")
-        if row.action in ("retrain", "alert_and_retrain"):
+        if row is not None:
+            live = "" if row.purchase_auc is None else f"{row.purchase_auc:12.3f} {row.churn_auc:9.3f}"
+            echo(f"{today} {'v' + str(row.model_version):>5s} {row.n:6d} "
+                 f"{live or f'{chr(8212):>12s} {chr(8212):>9s}'} {row.baseline:8.3f}  {row.decision:17s} {row.action}")
+        due = _due_retrain(engine, today)
+        if due:
             # The drift Asset schedules weekly_retrain; without a scheduler running, start it here.
-            run_dag("weekly_retrain", today, {"reason": "drift", "tiers": ["elite"], "as_of": str(today),
-                                              "since": str(row.since)})
-            echo(f"{'':10s} weekly_retrain (reason drift) -> {_champion(engine)}")
+            run_dag("weekly_retrain", today, {"reason": "drift", "tiers": sorted(due), "as_of": str(today),
+                                              "since": str(min(due.values()))})
+            echo(f"{'':10s} weekly_retrain (reason drift, tiers {', '.join(sorted(due))}) -> {_champion(engine)}")
     from mlcore.drift import history
     return history(engine, "elite")
 
 
 def _check_row(engine, day):
-    from mlcore.drift import retrain_since
-    from mlcore.config import Settings
-
     with engine.connect() as conn:
-        row = conn.execute(sa.text(
-            "SELECT model_version, n, decision, action, episode_id, "
+        return conn.execute(sa.text(
+            "SELECT model_version, n, decision, action, "
             " (metrics -> 'purchase' -> 'auc' ->> 'value')::float AS purchase_auc, "
             " (metrics -> 'churn' -> 'auc' ->> 'value')::float AS churn_auc, "
             " (baseline -> 'purchase' -> 'auc' ->> 'value')::float AS baseline "
             "FROM drift_checks WHERE tier = 'elite' AND check_date = :d"), {"d": day}).one_or_none()
-    if row is None or row.action not in ("retrain", "alert_and_retrain"):
-        return row
-    since = retrain_since(engine, row.episode_id, Settings.from_env().drift_window_days)
-    return type("Row", (), {**row._asdict(), "since": since})
+
+
+def _due_retrain(engine, day) -> dict:
+    """Tiers whose drift check of ``day`` emitted the drift Asset, with the day their drift began."""
+    from mlcore.config import Settings
+    from mlcore.drift import RETRAIN_ACTIONS, retrain_since
+
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT tier, episode_id FROM drift_checks WHERE check_date = :d "
+                                    "AND action = ANY(:a)"), {"d": day, "a": list(RETRAIN_ACTIONS)}).all()
+    window = Settings.from_env().drift_window_days
+    return {r.tier: retrain_since(engine, r.episode_id, window) for r in rows}
 
 
 def _champion(engine) -> str:
@@ -217,9 +222,11 @@ def main() -> int:
           f"{sa.make_url(server).render_as_string(hide_password=True)}")
     replay(engine, Scenario(), workdir)
     with engine.connect() as conn:
-        alerts = conn.execute(sa.text("SELECT count(*) FROM alerts WHERE kind = 'drift'")).scalar_one()
-        retrains = conn.execute(sa.text("SELECT count(*) FROM model_versions WHERE reason = 'drift'")).scalar_one()
-    print(f"\n{alerts} drift alert(s), {retrains} drift retraining(s); {time.perf_counter() - started:.0f}s in all.")
+        alerts = conn.execute(sa.text("SELECT tier, count(*) FROM alerts WHERE kind = 'drift' GROUP BY 1")).all()
+        retrains = conn.execute(sa.text("SELECT tier, count(*) FROM model_versions WHERE reason = 'drift' "
+                                        "GROUP BY 1")).all()
+    print(f"\ndrift alerts per tier: {dict(alerts)}; drift retrainings per tier: {dict(retrains)}; "
+          f"{time.perf_counter() - started:.0f}s in all.")
     print(f"""
 Look at the results:
   psql "{scoring_url.replace('+psycopg2', '')}"
