@@ -1,34 +1,18 @@
 """Fixtures: a real PostgreSQL (DATABASE_URL, or the embedded server), one fresh database per use."""
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
-from mlcore import db
 from mlcore.config import Settings
 from mlcore.synth import WorldSpec, write_world
-from pg import create_database, drop_database, test_server_url
+from pg import fresh_database, test_server_url
 
 
 @pytest.fixture(scope="session")
 def server_url() -> str:
     return test_server_url()
-
-
-@contextlib.contextmanager
-def fresh_database(server_url: str):
-    """Create an empty, migrated database on the server; drop it afterwards."""
-    name = create_database(server_url)
-    engine = sa.create_engine(sa.make_url(server_url).set(database=name))
-    try:
-        db.upgrade(engine)
-        yield engine
-    finally:
-        engine.dispose()
-        drop_database(server_url, name)
 
 
 @pytest.fixture
@@ -49,8 +33,3 @@ def small_world(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("world")
     write_world(WorldSpec(n_clients=2000, days=730, seed=11), out)
     return out
-
-
-def count(engine, table: str) -> int:
-    with engine.connect() as conn:
-        return conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()

@@ -1,6 +1,7 @@
 """Test database helpers: the server under test and throwaway databases on it."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import tempfile
@@ -35,3 +36,21 @@ def drop_database(server_url: str, name: str) -> None:
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@contextlib.contextmanager
+def fresh_database(server_url: str):
+    """Create an empty, migrated database on the server; drop it afterwards."""
+    name = create_database(server_url)
+    engine = sa.create_engine(sa.make_url(server_url).set(database=name))
+    try:
+        db.upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        drop_database(server_url, name)
+
+
+def count(engine, table: str) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()

@@ -1,7 +1,7 @@
 """Ingest: contract validation at the boundary, all-or-nothing loads, idempotent re-loads."""
 import pytest
 
-from conftest import count
+from pg import count
 from mlcore.exceptions import InputDataError
 from mlcore.ingest import ingest_file
 

@@ -9,7 +9,7 @@ from sklearn.pipeline import Pipeline
 
 import mlcore.scoring as scoring
 import mlcore.training as training
-from conftest import count, fresh_database
+from pg import count, fresh_database
 from mlcore.config import Settings
 from mlcore.exceptions import ArtifactIntegrityError, InputDataError, ModelNotFoundError
 from mlcore.features import ActivityStats

@@ -21,7 +21,8 @@ class ClientScoringNotifier(BaseNotifier):
 
     E-mail goes through the SMTP connection ``client_scoring_smtp`` (recipients in its extra
     ``to``); the webhook POSTs Slack-compatible JSON (``text`` plus the structured ``alert``) to the
-    HTTP connection ``client_scoring_webhook``. A channel whose connection is not defined is not
+    HTTP connection ``client_scoring_webhook`` (its schema is ``http``/``https``, the path in its
+    extra ``endpoint``). A channel whose connection is not defined is not
     used. Repeats of a delivered alert are suppressed; a failed delivery is recorded and raised.
 
     Args:
@@ -105,8 +106,10 @@ class ClientScoringNotifier(BaseNotifier):
         from airflow.providers.http.hooks.http import HttpHook
 
         body = {"text": f":rotating_light: {title}", "alert": {"id": alert_id, "title": title, **payload}}
-        response = HttpHook(method="POST", http_conn_id=self.webhook_conn_id).run(
-            endpoint=None, data=json.dumps(body, default=str), headers={"Content-Type": "application/json"})
+        hook = HttpHook(method="POST", http_conn_id=self.webhook_conn_id)
+        endpoint = hook.get_connection(self.webhook_conn_id).extra_dejson.get("endpoint")
+        response = hook.run(endpoint=endpoint, data=json.dumps(body, default=str),
+                            headers={"Content-Type": "application/json"})
         return f"HTTP {response.status_code}"
 
 

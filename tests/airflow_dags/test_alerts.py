@@ -68,7 +68,7 @@ def test_alert_is_recorded_delivered_by_email_and_webhook_and_repeats_suppressed
         scoring_env, smtp_server, http_receiver, monkeypatch):
     (smtp_port, box), (http_port, received) = smtp_server, http_receiver
     monkeypatch.setenv("AIRFLOW_CONN_CLIENT_SCORING_SMTP", _smtp_uri(smtp_port))
-    monkeypatch.setenv("AIRFLOW_CONN_CLIENT_SCORING_WEBHOOK", f"http://127.0.0.1:{http_port}/hooks/alerts")
+    monkeypatch.setenv("AIRFLOW_CONN_CLIENT_SCORING_WEBHOOK", f"http://127.0.0.1:{http_port}/http?endpoint=hooks%2Falerts")
     notifier = ClientScoringNotifier(kind="drift", tier="elite", dedup_key="drift:elite:42",
                                      title="Drift: elite v1 live AUC below baseline",
                                      payload={"live_auc": {"purchase": 0.62}, "baseline_auc": {"purchase": 0.73}})
@@ -88,14 +88,14 @@ def test_failed_delivery_is_recorded_raised_and_retried_only_where_it_failed(
         scoring_env, smtp_server, http_receiver, monkeypatch):
     (smtp_port, box), (http_port, received) = smtp_server, http_receiver
     monkeypatch.setenv("AIRFLOW_CONN_CLIENT_SCORING_SMTP", _smtp_uri(smtp_port))
-    monkeypatch.setenv("AIRFLOW_CONN_CLIENT_SCORING_WEBHOOK", "http://127.0.0.1:9/nobody-listens")
+    monkeypatch.setenv("AIRFLOW_CONN_CLIENT_SCORING_WEBHOOK", "http://127.0.0.1:9/http")
     notifier = ClientScoringNotifier(kind="task_failure", dedup_key="task_failure:x:y:z", title="Task failed",
                                      payload={"dag_id": "x"})
     with pytest.raises(AlertDeliveryError, match="webhook"):
         notifier.notify({})
     [(_, status, _, deliveries)] = alerts(scoring_env)
     assert status == "failed" and deliveries["email"]["ok"] and not deliveries["webhook"]["ok"]
-    monkeypatch.setenv("AIRFLOW_CONN_CLIENT_SCORING_WEBHOOK", f"http://127.0.0.1:{http_port}/")
+    monkeypatch.setenv("AIRFLOW_CONN_CLIENT_SCORING_WEBHOOK", f"http://127.0.0.1:{http_port}/http")
     notifier.notify({})
     [(_, status, _, deliveries)] = alerts(scoring_env)
     assert status == "delivered" and len(box.messages) == 1 and len(received) == 1
