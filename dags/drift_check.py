@@ -60,7 +60,7 @@ def drift_check():
         from client_scoring.notifier import ClientScoringNotifier
 
         raised = []
-        for r in filter(None, results):
+        for r in filter(None, results[:]):  # one slice read, not an item-by-item walk past the end
             if r["wants_alert"]:
                 ClientScoringNotifier(
                     kind="drift", tier=r["tier"], dedup_key=f"drift:{r['tier']}:{r['episode_id']}",
@@ -76,7 +76,7 @@ def drift_check():
         """Emit the drift Asset (which schedules weekly_retrain) for tiers whose episode is due a retraining."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        due = [r for r in filter(None, results) if r["wants_retrain"]]
+        due = [r for r in filter(None, results[:]) if r["wants_retrain"]]
         if not due:
             raise AirflowSkipException("no tier is due a drift retraining")
         events = get_current_context()["outlet_events"][DRIFT]

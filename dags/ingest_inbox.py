@@ -70,7 +70,7 @@ def _load(kind: str, inbox: str | None, asset) -> dict:
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args=default_args(retries=1),
+    default_args=default_args(),
     tags=["client-scoring", "ingest"],
     doc_md=__doc__,
     params={"inbox": Param(None, type=["null", "string"], description="Default: $CLIENT_SCORING_INBOX")},

@@ -72,7 +72,7 @@ def weekly_retrain():
 
     @task(outlets=[CHAMPIONS])
     def publish_champions(results: list[dict]) -> list[dict]:
-        results = list(results)
+        results = list(results[:])  # one slice read of the mapped results
         get_current_context()["outlet_events"][CHAMPIONS].extra = {"models": results}
         return results
 

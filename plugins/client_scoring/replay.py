@@ -86,6 +86,18 @@ def drop(frames: dict, lo: int, hi: int, inbox: Path, tag: str) -> list[str]:
     return clients
 
 
+def load_direct(engine: sa.Engine, frames: dict, lo: int, hi: int, folder: Path, tag: str) -> None:
+    """Load the rows of days lo..hi straight through ``mlcore.ingest`` (no inbox, no ingest DAG run)."""
+    from mlcore.ingest import ingest_file
+
+    drop(frames, lo, hi, folder, tag)
+    for kind, name in (("notes", "notes"), ("concepts", "note_concepts"), ("outcomes", "outcomes")):
+        path = folder / f"{name}_{tag}.csv"
+        if path.exists():
+            ingest_file(engine, kind, path)
+            path.unlink()
+
+
 def run_dag(dag_id: str, day: dt.date, conf: dict | None = None):
     """One real DAG run for ``day`` (logical date 06:00 UTC); raises unless it succeeds."""
     from airflow.dag_processing.dagbag import DagBag
@@ -144,6 +156,8 @@ def replay(engine: sa.Engine, scenario: Scenario, workdir: Path, echo=print) -> 
             run_dag("ingest_inbox", today)
             if uploaded:
                 run_dag("fast_scoring_on_upload", today, {"clients": uploaded})
+        else:
+            load_direct(engine, frames, i, i, workdir / "direct", today.isoformat())
         run_dag("nightly_elite_scoring", today, {"partitions": scenario.partitions})
         run_dag("drift_check", today)
         row = _check_row(engine, today)

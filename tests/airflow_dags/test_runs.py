@@ -1,12 +1,11 @@
 """End-to-end DAG runs through real Airflow (dag.test on a migrated metadata DB) against the real Postgres."""
 import datetime as dt
-import os
 
 import pytest
 import sqlalchemy as sa
 
 from client_scoring.replay import run_dag
-from conftest import count
+from pg import count
 from mlcore.config import Settings
 from mlcore.ingest import ingest_file
 from mlcore.training import train_tier
@@ -20,22 +19,26 @@ def load(engine, world, kinds=("notes", "concepts", "outcomes")):
         return conn.execute(sa.text("SELECT max(date) FROM outcomes")).scalar_one()
 
 
-def asset_events(uri):
+def asset_events(uri, run=None):
+    """The extras of the events of asset ``uri`` (only those emitted by ``run`` when given), oldest first."""
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.settings import Session
     with Session() as session:
-        return session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id) \
-            .filter(AssetModel.uri == uri).all()
+        query = session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id) \
+            .filter(AssetModel.uri == uri)
+        if run is not None:
+            query = query.filter(AssetEvent.source_run_id == run.run_id, AssetEvent.source_dag_id == run.dag_id)
+        return [dict(e.extra or {}) for e in query.order_by(AssetEvent.id)]
 
 
 def test_weekly_retrain_then_nightly_scoring(scoring_env, small_world):
     engine = scoring_env
     last = load(engine, small_world)
-    run_dag("weekly_retrain", last, {"reason": "manual"})
+    retrain = run_dag("weekly_retrain", last, {"reason": "manual"})
     with engine.connect() as conn:
         models = conn.execute(sa.text("SELECT tier, reason, status FROM model_versions ORDER BY tier")).all()
     assert [tuple(m) for m in models] == [("elite", "manual", "champion"), ("fast", "manual", "champion")]
-    assert asset_events("client_scoring://models/champions")
+    assert asset_events("client_scoring://models/champions", retrain)
 
     first = run_dag("nightly_elite_scoring", last, {"partitions": 3})
     with engine.connect() as conn:
@@ -47,8 +50,8 @@ def test_weekly_retrain_then_nightly_scoring(scoring_env, small_world):
         runs = conn.execute(sa.text("SELECT DISTINCT run_id FROM predictions")).scalars().all()
     assert count(engine, "predictions") == clients and runs == [second.run_id] != [first.run_id]
     assert count(engine, "prediction_batches") == 0
-    events = asset_events("client_scoring://predictions/elite")
-    assert events and events[-1].extra["rows"] == clients
+    [event] = asset_events("client_scoring://predictions/elite", second)
+    assert event["rows"] == clients
 
 
 def test_nightly_scoring_refuses_stale_inputs(scoring_env, small_world):
@@ -74,17 +77,17 @@ def test_ingest_inbox_and_fast_scoring_on_upload(scoring_env, small_world, tmp_p
     (inbox / "note_concepts_new.csv").write_text("note_id,concept_id,start,end,confidence\n"
                                                  "new1,golf,0,4,0.9\nnew2,gift_birthday,3,16,1\n")
     (inbox / "outcomes_bad.csv").write_text("client_id,purchased,churned,lifetime_value,date\nC0000001,2,0,5,2025-01-01\n")
-    run_dag("ingest_inbox", day)
+    run = run_dag("ingest_inbox", day)
     assert sorted(p.name for p in (inbox / "processed").iterdir()) == [
         "note_concepts_new.csv", "note_concepts_new.csv.report.txt", "notes_new.csv", "notes_new.csv.report.txt"]
     report = (inbox / "rejected" / "outcomes_bad.csv.report.txt").read_text()
     assert "row 2, column 'purchased': expected 0 or 1, found '2'" in report
     assert not list(inbox.glob("*.csv"))
-    event = asset_events("client_scoring://inputs/note_concepts")[-1]
-    assert event.extra["clients"] == ["C0000001", "C0000002"]
-    assert not asset_events("client_scoring://inputs/outcomes")     # nothing loaded: no event
+    [event] = asset_events("client_scoring://inputs/note_concepts", run)
+    assert event["clients"] == ["C0000001", "C0000002"]
+    assert not asset_events("client_scoring://inputs/outcomes", run)     # nothing loaded: no event
 
-    run_dag("fast_scoring_on_upload", day, {"clients": event.extra["clients"]})
+    run_dag("fast_scoring_on_upload", day, {"clients": event["clients"]})
     with engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT client_id, tier FROM predictions WHERE scored_for = :d ORDER BY 1"),
                             {"d": day}).all()
