@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +16,9 @@ log = logging.getLogger(__name__)
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 MIGRATIONS_DIR = SQL_DIR / "migrations"
+VIEWS_DIR = SQL_DIR / "views"
+QUERIES_DIR = SQL_DIR / "queries"
+_VIEW_NAME = re.compile(r"CREATE\s+VIEW\s+(\w+)", re.IGNORECASE)
 
 
 def start_embedded(pgdata: Path, cleanup_mode: str | None = "stop") -> str:
@@ -70,7 +74,10 @@ def make_engine(settings_or_url) -> sa.Engine:
 
 
 def upgrade(engine: sa.Engine) -> list[str]:
-    """Apply pending migrations from ``sql/migrations``; returns the ids applied (idempotent)."""
+    """Apply pending migrations from ``sql/migrations``, then (re)create the views of ``sql/views``.
+
+    Returns the ids of the migrations applied; running it again applies nothing new.
+    """
     from yoyo import get_backend, read_migrations
 
     url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -83,7 +90,31 @@ def upgrade(engine: sa.Engine) -> list[str]:
     backend.connection.close()
     for mig_id in applied:
         log.info("applied migration %s", mig_id)
+    apply_views(engine)
     return applied
+
+
+def apply_views(engine: sa.Engine) -> list[str]:
+    """Drop and recreate every view of ``sql/views`` (in file order) in one transaction.
+
+    Views hold no data, so they are repeatable rather than numbered migrations: the files are the
+    current definitions. Each view is readable by the ``analyst`` role.
+    """
+    files = sorted(VIEWS_DIR.glob("*.sql"))
+    names = []
+    for f in files:
+        match = _VIEW_NAME.search(f.read_text())
+        if match is None:
+            raise ValueError(f"{f}: expected one 'CREATE VIEW name AS ...' statement.")
+        names.append(match.group(1))
+    with engine.begin() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('client_scoring:views'))"))
+        for name in reversed(names):
+            conn.exec_driver_sql(f'DROP VIEW IF EXISTS "{name}" CASCADE')
+        for f, name in zip(files, names):
+            conn.exec_driver_sql(f.read_text())
+            conn.exec_driver_sql(f'GRANT SELECT ON "{name}" TO analyst')
+    return names
 
 
 def applied_migrations(engine: sa.Engine) -> list[str]:
@@ -104,7 +135,7 @@ def copy_frame(cursor, frame: pd.DataFrame, table: str, columns: list[str]) -> N
 
 
 def read_sql_file(name: str) -> str:
-    """Text of a SQL file under ``sql/`` (views and example queries)."""
+    """Text of a SQL file under ``sql/`` (views and example queries), e.g. ``queries/top_value_at_risk.sql``."""
     return (SQL_DIR / name).read_text()
 
 

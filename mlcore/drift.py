@@ -210,18 +210,19 @@ def check_tier(engine: sa.Engine, settings: Settings, tier: str, check_date: dt.
         current = open_episode(history)
         row = conn.execute(sa.text("""
             INSERT INTO drift_checks (check_date, tier, model_version, window_start, window_end, n, metrics,
-                                      baseline, diagnostics, breach, decision, action, run_id)
+                                      baseline, diagnostics, breach, decision, action, run_id, tolerance)
             VALUES (:d, :t, :v, :ws, :we, :n, CAST(:m AS jsonb), CAST(:b AS jsonb), CAST(:g AS jsonb), :br,
-                    :dec, :act, :run)
+                    :dec, :act, :run, :tol)
             ON CONFLICT (check_date, tier) DO UPDATE SET model_version = EXCLUDED.model_version,
                 window_start = EXCLUDED.window_start, window_end = EXCLUDED.window_end, n = EXCLUDED.n,
                 metrics = EXCLUDED.metrics, baseline = EXCLUDED.baseline, diagnostics = EXCLUDED.diagnostics,
                 breach = EXCLUDED.breach, decision = EXCLUDED.decision, action = EXCLUDED.action,
-                run_id = EXCLUDED.run_id, created_at = now()
+                run_id = EXCLUDED.run_id, tolerance = EXCLUDED.tolerance, created_at = now()
             RETURNING id"""), {
             "d": check_date, "t": tier, "v": champion.version, "ws": start + dt.timedelta(days=1),
             "we": check_date, "n": n, "m": json.dumps(live), "b": json.dumps(_baseline_summary(baseline)),
-            "g": json.dumps(diagnostics), "br": breach, "dec": decision, "act": action, "run": run_id}).one()
+            "g": json.dumps(diagnostics), "br": breach, "dec": decision, "act": action, "run": run_id,
+            "tol": settings.drift_tolerance}).one()
         episode = row.id if opens else current
         conn.execute(sa.text("UPDATE drift_checks SET episode_id = :e WHERE id = :i"), {"e": episode, "i": row.id})
     return CheckResult(tier, check_date, champion.version, n, breach, decision, action, episode, live,

@@ -1,0 +1,9 @@
+-- Every drift check with its decision and action, and the alert of its episode (if any).
+CREATE VIEW drift_history AS
+SELECT d.check_date, d.tier, d.model_version, d.window_start, d.window_end, d.n, d.breach, d.decision,
+       d.action, d.episode_id,
+       (d.diagnostics -> 'score_psi' ->> 'psi_purchase')::float AS score_psi_purchase,
+       (d.diagnostics -> 'concept_mix' ->> 'psi')::float      AS concept_mix_psi,
+       a.id AS alert_id, a.title AS alert_title, a.status AS alert_status
+FROM drift_checks d
+LEFT JOIN alerts a ON a.dedup_key = 'drift:' || d.tier || ':' || d.episode_id;

@@ -1,0 +1,144 @@
+"""SQL for analysts: the views, the documented example queries and the read-only ``analyst`` role."""
+import dataclasses
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from mlcore import db
+from mlcore.config import Settings
+from mlcore.drift import check_tier
+from mlcore.ingest import ingest_file
+from mlcore.scoring import score
+from mlcore.training import train_tier
+from pg import fresh_database
+
+ROOT = Path(__file__).resolve().parents[1]
+QUERIES = sorted((ROOT / "sql" / "queries").glob("*.sql"))
+VIEWS = ("latest_predictions", "at_risk_clients", "live_performance", "drift_history", "model_registry")
+
+
+@pytest.fixture(scope="module")
+def populated(server_url, small_world, tmp_path_factory):
+    """Both tiers trained, Elite scored weekly before the outcomes it forecasts, Fast on the last day,
+    and three drift checks: every view has rows."""
+    with fresh_database(server_url) as engine:
+        for kind, name in (("notes", "notes.csv"), ("concepts", "note_concepts.csv"), ("outcomes", "outcomes.csv")):
+            ingest_file(engine, kind, small_world / name)
+        with engine.connect() as conn:
+            last = conn.execute(sa.text("SELECT max(date) FROM outcomes")).scalar_one()
+        settings = Settings(database_url=engine.url.render_as_string(hide_password=False),
+                            home=tmp_path_factory.mktemp("home"), n_bootstrap=30, drift_min_n=50)
+        train_as_of = last - dt.timedelta(days=120)
+        for tier in ("fast", "elite"):
+            train_tier(engine, settings, tier, as_of=train_as_of)
+        H = settings.horizon_days
+        for weeks_back in (4, 3, 2, 1, 0):
+            score(engine, settings, "elite", last - dt.timedelta(days=H + 7 * weeks_back), run_id=f"w{weeks_back}")
+        score(engine, settings, "fast", last - dt.timedelta(days=H), run_id="fast")
+        checks = [check_tier(engine, settings, "elite", last - dt.timedelta(days=d)) for d in (14, 7, 0)]
+        yield engine, settings, checks
+
+
+def as_analyst(engine, sql, params=None) -> pd.DataFrame:
+    with engine.connect() as conn:
+        conn.execute(sa.text("SET ROLE analyst"))
+        frame = pd.read_sql(sa.text(sql), conn, params=params)
+        conn.rollback()
+    return frame
+
+
+def table(engine, sql) -> pd.DataFrame:
+    with engine.connect() as conn:
+        return pd.read_sql(sa.text(sql), conn)
+
+
+def test_upgrade_is_idempotent_and_creates_the_views(populated):
+    engine, _, _ = populated
+    assert db.upgrade(engine) == []
+    with engine.connect() as conn:
+        views = set(conn.execute(sa.text("SELECT viewname FROM pg_views WHERE schemaname = 'public'")).scalars())
+    assert set(VIEWS) <= views
+
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_analyst_reads_every_view(populated, view):
+    engine, _, _ = populated
+    assert len(as_analyst(engine, f"SELECT * FROM {view}")) > 0
+
+
+def test_latest_predictions_is_the_newest_row_per_tier_and_client(populated):
+    engine, _, _ = populated
+    view = as_analyst(engine, "SELECT tier, client_id, scored_for, model_version FROM latest_predictions")
+    raw = table(engine, "SELECT tier, client_id, scored_for, model_version FROM predictions")
+    expected = raw.sort_values("scored_for").groupby(["tier", "client_id"]).tail(1)
+    merged = expected.merge(view, on=["tier", "client_id"], suffixes=("", "_view"), how="outer", indicator=True)
+    assert (merged["_merge"] == "both").all()
+    assert (merged["scored_for"] == merged["scored_for_view"]).all()
+    assert (merged["model_version"] == merged["model_version_view"]).all()
+
+
+def test_top_value_at_risk_query_matches_the_predictions(populated):
+    engine, _, _ = populated
+    top = as_analyst(engine, (ROOT / "sql/queries/top_value_at_risk.sql").read_text())
+    raw = table(engine, "SELECT tier, client_id, scored_for, churn_risk, predicted_clv FROM predictions")
+    raw["elite"] = raw["tier"] == "elite"
+    freshest = raw.sort_values(["scored_for", "elite"]).groupby("client_id").tail(1)
+    freshest = freshest.assign(var=freshest["churn_risk"] * freshest["predicted_clv"])
+    expected = freshest.sort_values(["var", "client_id"], ascending=[False, True]).head(20)
+    assert list(top["client_id"]) == list(expected["client_id"])
+    assert list(top["risk_rank"]) == list(range(1, 21))
+    assert top["value_at_risk"].to_numpy() == pytest.approx(expected["var"].to_numpy())
+
+
+def test_champions_query_shows_each_champion_with_intervals(populated):
+    engine, _, _ = populated
+    champions = as_analyst(engine, (ROOT / "sql/queries/champions.sql").read_text())
+    registry = table(engine, "SELECT tier, version FROM model_versions WHERE status = 'champion' ORDER BY tier")
+    assert champions[["tier", "version"]].values.tolist() == registry.values.tolist()
+    assert (champions["purchase_auc_lo"] <= champions["purchase_auc"]).all()
+    assert (champions["purchase_auc"] <= champions["purchase_auc_hi"]).all()
+
+
+def test_live_auc_query_matches_the_drift_checks(populated):
+    engine, settings, checks = populated
+    live = as_analyst(engine, (ROOT / "sql/queries/live_auc_last_30_days.sql").read_text())
+    evaluable = [c for c in checks if c.live]
+    assert len(evaluable) >= 2, [dataclasses.replace(c, live={}, diagnostics={}) for c in checks]
+    assert list(live["check_date"]) == [c.check_date for c in checks]
+    for c in evaluable:
+        row = live[live["check_date"] == c.check_date].iloc[0]
+        assert float(row["purchase_auc"]) == pytest.approx(c.live["purchase"]["auc"]["value"], abs=5e-4)
+        base = c.baseline["purchase"]["auc"]["value"]
+        assert float(row["threshold"]) == pytest.approx(base - settings.drift_tolerance, abs=5e-4)
+
+
+@pytest.mark.parametrize("query", QUERIES, ids=lambda p: p.stem)
+def test_every_example_query_runs_as_analyst_and_is_in_the_readme(populated, query):
+    engine, _, _ = populated
+    as_analyst(engine, query.read_text())
+    readme = (ROOT / "README.md").read_text()
+    body = "\n".join(line for line in query.read_text().splitlines() if not line.startswith("--")).strip()
+    assert body in readme, f"README does not show {query.name}"
+
+
+@pytest.mark.parametrize("statement", [
+    "INSERT INTO predictions SELECT * FROM predictions LIMIT 1",
+    "UPDATE model_versions SET status = 'retired'",
+    "DELETE FROM outcomes",
+    "TRUNCATE alerts",
+    "CREATE TABLE scratch (x int)",
+    "DROP VIEW at_risk_clients",
+])
+def test_analyst_is_refused_any_write(populated, statement):
+    engine, _, _ = populated
+    before = table(engine, "SELECT (SELECT count(*) FROM predictions) AS p, (SELECT count(*) FROM outcomes) AS o")
+    with engine.connect() as conn:
+        conn.execute(sa.text("SET ROLE analyst"))
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied|must be owner"):
+            conn.execute(sa.text(statement))
+        conn.rollback()
+    after = table(engine, "SELECT (SELECT count(*) FROM predictions) AS p, (SELECT count(*) FROM outcomes) AS o")
+    assert before.equals(after)
