@@ -40,8 +40,7 @@ subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, c
 def _drop_metadata_db():
     yield
     from airflow import settings
-    if settings.engine is not None:
-        settings.engine.dispose()
+    settings.dispose_orm()  # close Airflow's sessions now, not in its atexit hook after the database is gone
     drop_database(_SERVER, _META_DB)
 
 
