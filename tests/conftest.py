@@ -1,12 +1,19 @@
 """Fixtures: a real PostgreSQL (DATABASE_URL, or the embedded server), one fresh database per use."""
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from mlcore.alerts import raise_alert
 from mlcore.config import Settings
+from mlcore.drift import check_tier
+from mlcore.ingest import ingest_file
+from mlcore.scoring import score
 from mlcore.synth import WorldSpec, write_world
+from mlcore.training import train_tier
 from pg import fresh_database, test_server_url
 
 
@@ -33,3 +40,27 @@ def small_world(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("world")
     write_world(WorldSpec(n_clients=2000, days=730, seed=11), out)
     return out
+
+
+@pytest.fixture(scope="module")
+def populated(server_url, small_world, tmp_path_factory):
+    """Both tiers trained, Elite scored weekly before the outcomes it forecasts, Fast on the last day,
+    three drift checks and an alert: every
+    analyst view and the Model Health page have something to show."""
+    with fresh_database(server_url) as engine:
+        for kind, name in (("notes", "notes.csv"), ("concepts", "note_concepts.csv"), ("outcomes", "outcomes.csv")):
+            ingest_file(engine, kind, small_world / name)
+        with engine.connect() as conn:
+            last = conn.execute(sa.text("SELECT max(date) FROM outcomes")).scalar_one()
+        settings = Settings(database_url=engine.url.render_as_string(hide_password=False),
+                            home=tmp_path_factory.mktemp("home"), n_bootstrap=30, drift_min_n=50)
+        train_as_of = last - dt.timedelta(days=120)
+        for tier in ("fast", "elite"):
+            train_tier(engine, settings, tier, as_of=train_as_of)
+        H = settings.horizon_days
+        for weeks_back in (4, 3, 2, 1, 0):
+            score(engine, settings, "elite", last - dt.timedelta(days=H + 7 * weeks_back), run_id=f"w{weeks_back}")
+        score(engine, settings, "fast", last - dt.timedelta(days=H), run_id="fast")
+        checks = [check_tier(engine, settings, "elite", last - dt.timedelta(days=d)) for d in (14, 7, 0)]
+        raise_alert(engine, "test", "test:populated", "A recorded test alert", {"why": "fixture"}, tier="elite")
+        yield engine, settings, checks

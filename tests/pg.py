@@ -54,3 +54,11 @@ def fresh_database(server_url: str):
 def count(engine, table: str) -> int:
     with engine.connect() as conn:
         return conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+
+
+def conn_uri(url: str) -> str:
+    """An Airflow connection URI for a SQLAlchemy Postgres URL (host may be a socket folder)."""
+    u = sa.make_url(url)
+    if u.host:
+        return f"postgres://{u.username or ''}@{u.host}:{u.port or 5432}/{u.database}"
+    return f"postgres://{u.username or ''}@/{u.database}?host={u.query['host']}"

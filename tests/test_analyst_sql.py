@@ -1,6 +1,5 @@
 """SQL for analysts: the views, the documented example queries and the read-only ``analyst`` role."""
 import dataclasses
-import datetime as dt
 from pathlib import Path
 
 import pandas as pd
@@ -8,38 +7,10 @@ import pytest
 import sqlalchemy as sa
 
 from mlcore import db
-from mlcore.config import Settings
-from mlcore.drift import check_tier
-from mlcore.ingest import ingest_file
-from mlcore.scoring import score
-from mlcore.training import train_tier
-from pg import fresh_database
 
 ROOT = Path(__file__).resolve().parents[1]
 QUERIES = sorted((ROOT / "sql" / "queries").glob("*.sql"))
 VIEWS = ("latest_predictions", "at_risk_clients", "live_performance", "drift_history", "model_registry")
-
-
-@pytest.fixture(scope="module")
-def populated(server_url, small_world, tmp_path_factory):
-    """Both tiers trained, Elite scored weekly before the outcomes it forecasts, Fast on the last day,
-    and three drift checks: every view has rows."""
-    with fresh_database(server_url) as engine:
-        for kind, name in (("notes", "notes.csv"), ("concepts", "note_concepts.csv"), ("outcomes", "outcomes.csv")):
-            ingest_file(engine, kind, small_world / name)
-        with engine.connect() as conn:
-            last = conn.execute(sa.text("SELECT max(date) FROM outcomes")).scalar_one()
-        settings = Settings(database_url=engine.url.render_as_string(hide_password=False),
-                            home=tmp_path_factory.mktemp("home"), n_bootstrap=30, drift_min_n=50)
-        train_as_of = last - dt.timedelta(days=120)
-        for tier in ("fast", "elite"):
-            train_tier(engine, settings, tier, as_of=train_as_of)
-        H = settings.horizon_days
-        for weeks_back in (4, 3, 2, 1, 0):
-            score(engine, settings, "elite", last - dt.timedelta(days=H + 7 * weeks_back), run_id=f"w{weeks_back}")
-        score(engine, settings, "fast", last - dt.timedelta(days=H), run_id="fast")
-        checks = [check_tier(engine, settings, "elite", last - dt.timedelta(days=d)) for d in (14, 7, 0)]
-        yield engine, settings, checks
 
 
 def as_analyst(engine, sql, params=None) -> pd.DataFrame:

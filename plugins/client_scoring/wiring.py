@@ -10,22 +10,25 @@ WEBHOOK_CONN_ID = "client_scoring_webhook"
 
 
 def connection_url(conn_id: str = DB_CONN_ID) -> str | None:
-    """SQLAlchemy URL of an Airflow connection, or None when it is not defined."""
+    """SQLAlchemy URL of an Airflow connection (as a task sees it), or None when it is not defined."""
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     try:
-        conn = BaseHook.get_connection(conn_id)
+        return _url(BaseHook.get_connection(conn_id))
     except AirflowNotFoundException:
         return None
-    host = conn.host or ""
-    extra = conn.extra_dejson
-    auth = conn.login or ""
-    if conn.password:
-        auth += f":{conn.password}"
-    port = f":{conn.port}" if conn.port else ""
-    query = "&".join(f"{k}={v}" for k, v in extra.items() if k in ("host", "sslmode", "options"))
-    return f"postgresql+psycopg2://{auth}@{host}{port}/{conn.schema or 'postgres'}" + (f"?{query}" if query else "")
+
+
+def _url(conn) -> str:
+    """A psycopg2 SQLAlchemy URL for a Postgres connection (credentials escaped; socket host in extra)."""
+    import sqlalchemy as sa
+
+    query = {k: str(v) for k, v in conn.extra_dejson.items() if k in ("host", "sslmode", "options")}
+    url = sa.engine.URL.create("postgresql+psycopg2", username=conn.login or None, password=conn.password or None,
+                               host=conn.host or None, port=conn.port or None, database=conn.schema or "postgres",
+                               query=query)
+    return url.render_as_string(hide_password=False)
 
 
 def settings():
@@ -33,6 +36,19 @@ def settings():
     from mlcore.config import Settings
 
     url = connection_url() or os.environ.get("DATABASE_URL")
+    return Settings.from_env(database_url=url)
+
+
+def server_settings():
+    """mlcore Settings inside Airflow's API server (no task context): the connection, else ``DATABASE_URL``."""
+    from airflow.exceptions import AirflowNotFoundException
+    from airflow.models.connection import Connection
+    from mlcore.config import Settings
+
+    try:
+        url = _url(Connection.get_connection_from_secrets(DB_CONN_ID))
+    except AirflowNotFoundException:
+        url = os.environ.get("DATABASE_URL")
     return Settings.from_env(database_url=url)
 
 

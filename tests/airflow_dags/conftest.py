@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from pg import create_database, drop_database, test_server_url
+from pg import conn_uri, create_database, drop_database, test_server_url
 
 ROOT = Path(__file__).resolve().parents[2]
 _SERVER = test_server_url()
@@ -42,14 +42,6 @@ def _drop_metadata_db():
     from airflow import settings
     settings.dispose_orm()  # close Airflow's sessions now, not in its atexit hook after the database is gone
     drop_database(_SERVER, _META_DB)
-
-
-def conn_uri(url: str) -> str:
-    """An Airflow connection URI for a SQLAlchemy Postgres URL (host may be a socket folder)."""
-    u = sa.make_url(url)
-    if u.host:
-        return f"postgres://{u.username or ''}@{u.host}:{u.port or 5432}/{u.database}"
-    return f"postgres://{u.username or ''}@/{u.database}?host={u.query['host']}"
 
 
 @pytest.fixture

@@ -1,0 +1,170 @@
+"""The Model Health view in a real ``airflow standalone``, driven by headless Chromium.
+
+The scoring database is the ``populated`` one (both tiers, scores, drift checks, an alert); the
+test logs in through Airflow's own login page, opens the view from the navigation, takes a
+screenshot and checks the figures on the page against the tables.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from pg import conn_uri, create_database, drop_database
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str, token: str | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except urllib.error.URLError:      # not listening yet
+        return 0, b""
+
+
+@pytest.fixture(scope="module")
+def airflow_ui(populated, server_url, tmp_path_factory):
+    """``airflow standalone`` on its own metadata database, reading the populated scoring database."""
+    engine, _, _ = populated
+    home = tmp_path_factory.mktemp("airflow-ui")
+    password = secrets.token_urlsafe(12)
+    (home / "passwords.json").write_text(json.dumps({"admin": password}))
+    meta = create_database(server_url, "cs_ui")
+    port = _free_port()
+    env = {**os.environ,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "AIRFLOW_HOME": str(home),
+           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sa.make_url(server_url).set(database=meta).render_as_string(False),
+           "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+           "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+           "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+           "AIRFLOW__API__PORT": str(port),
+           "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+           "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+           "AIRFLOW_CONN_CLIENT_SCORING_DB": conn_uri(engine.url.render_as_string(False))}
+    env.pop("DATABASE_URL", None)
+    log = (home / "standalone.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while _get(f"{base}/api/v2/version")[0] != 200:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("airflow standalone did not come up:\n"
+                                   + (home / "standalone.log").read_text()[-4000:])
+            time.sleep(2)
+        yield base, password, engine, home
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+        time.sleep(1)
+        drop_database(server_url, meta)
+
+
+def _token(base: str, password: str) -> str:
+    request = urllib.request.Request(f"{base}/auth/token", method="POST",
+                                     data=json.dumps({"username": "admin", "password": password}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        return json.loads(r.read())["access_token"]
+
+
+def _facts(engine) -> dict:
+    """What the page must show, read from the base tables (not through mlcore.health)."""
+    with engine.connect() as conn:
+        q = lambda sql: conn.execute(sa.text(sql)).one()  # noqa: E731
+        champion = q("SELECT version, (metrics -> 'purchase' -> 'auc' ->> 'value')::float AS auc "
+                     "FROM model_versions WHERE tier = 'elite' AND status = 'champion'")
+        latest = q("SELECT (metrics -> 'purchase' -> 'auc' ->> 'value')::float AS auc FROM drift_checks "
+                   "WHERE tier = 'elite' AND metrics ? 'purchase' ORDER BY check_date DESC LIMIT 1")
+        checks = q("SELECT count(*) AS n FROM drift_checks WHERE tier = 'elite'")
+        scores = q("SELECT count(*) AS n FROM predictions WHERE tier = 'elite' "
+                   "AND scored_for = (SELECT max(scored_for) FROM predictions WHERE tier = 'elite')")
+        alerts = q("SELECT count(*) AS n FROM alerts")
+    return {"version": champion.version, "auc": champion.auc, "live_auc": latest.auc, "checks": checks.n,
+            "scores": scores.n, "alerts": alerts.n}
+
+
+def test_anonymous_and_forged_requests_are_refused(airflow_ui):
+    base, _, _, _ = airflow_ui
+    for path in ("/model-health/", "/model-health/api/health"):
+        assert _get(base + path)[0] == 401
+        assert _get(base + path, token="not-a-jwt")[0] == 403
+
+
+def test_the_json_api_shows_the_database(airflow_ui):
+    base, password, engine, _ = airflow_ui
+    status, body = _get(f"{base}/model-health/api/health", token=_token(base, password))
+    assert status == 200
+    data, facts = json.loads(body), _facts(engine)
+    elite = data["tiers"]["elite"]
+    assert elite["champion"]["version"] == facts["version"]
+    assert elite["champion"]["metrics"]["purchase"]["auc"]["value"] == pytest.approx(facts["auc"])
+    assert len(elite["live"]) == facts["checks"] and elite["scores"]["n"] == facts["scores"]
+    assert sum(elite["scores"]["purchase_likelihood"]) == facts["scores"]
+    assert len(data["alerts"]) == facts["alerts"]
+
+
+def test_logged_in_user_opens_the_view_from_the_navigation(airflow_ui):
+    from playwright.sync_api import sync_playwright
+
+    base, password, engine, home = airflow_ui
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `make install` installs Debian's chromium"
+    facts = _facts(engine)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            page.goto(base + "/")
+            page.get_by_label("Username").fill("admin")
+            page.get_by_label("Password").fill(password)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url(base + "/", timeout=60_000)
+            page.get_by_role("button", name="Browse").click()
+            page.get_by_role("menuitem", name="Model Health").click()
+            frame = page.frame_locator("iframe")
+            frame.locator("body[data-loaded=true]").wait_for(timeout=60_000)
+            shot = home / "model-health.png"
+            page.screenshot(path=str(shot), full_page=True)
+            text = lambda testid: frame.get_by_test_id(testid).inner_text().strip()  # noqa: E731
+            assert text("champion-version-elite") == f"v{facts['version']}"
+            assert text("champion-purchase-auc-elite") == f"{facts['auc']:.3f}"
+            assert text("latest-live-auc-elite") == f"{facts['live_auc']:.3f}"
+            assert int(text("checks-count-elite")) == facts["checks"]
+            assert int(text("scores-n-elite").replace(",", "")) == facts["scores"]
+            assert frame.get_by_test_id("alerts").locator("tr").count() == facts["alerts"] + 1   # + header
+            assert frame.get_by_test_id("auc-chart-elite").locator("polyline").count() >= 2
+        finally:
+            browser.close()
+    assert shot.stat().st_size > 20_000
