@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench-quality airflow-ui clean
+.PHONY: install demo test bench bench-quality airflow-ui clean
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ airflow-ui: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# Scale benchmark (10k, 100k, 1M clients): table on stdout, figures in bench/results/suite.json.
+bench: install
+	$(BIN)/python bench/suite.py
 
 bench-quality: install
 	$(BIN)/python bench/quality.py

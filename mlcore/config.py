@@ -29,6 +29,8 @@ class Settings:
         drift_retrain_delay_days: Days between opening a drift episode and its retraining (labels to learn from).
         drift_valid_days: Validation window of a drift-triggered retraining (trained without embargo).
         drift_recent_weight: Weight of outcomes logged since the drift began, in a drift retraining.
+        train_max_clients: Train on the outcomes of at most this many clients (a fixed random sample);
+            None trains on all. Bounds retraining time and memory on large client bases.
     """
 
     database_url: str | None = None
@@ -47,6 +49,7 @@ class Settings:
     drift_retrain_delay_days: int = 12
     drift_valid_days: int = 3
     drift_recent_weight: float = 20.0
+    train_max_clients: int | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "home", Path(self.home))
@@ -56,6 +59,8 @@ class Settings:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}.")
         if self.embargo_days is not None and self.embargo_days < 0:
             raise ConfigError(f"embargo_days must be >= 0, got {self.embargo_days!r}.")
+        if self.train_max_clients is not None and self.train_max_clients < 1000:
+            raise ConfigError(f"train_max_clients must be at least 1000 (or unset), got {self.train_max_clients!r}.")
         if not 0 <= self.promotion_margin < 1:
             raise ConfigError(f"promotion_margin must be in [0, 1), got {self.promotion_margin!r}.")
 
@@ -85,6 +90,8 @@ class Settings:
             if raw is None or field.name in ("database_url", "home"):
                 continue
             kind = float if field.type in ("float", float) else int
+            if raw == "" and "None" in str(field.type):
+                continue
             try:
                 values[field.name] = kind(raw)
             except ValueError:

@@ -64,6 +64,15 @@ def training_set(outcomes: pd.DataFrame, notes: pd.DataFrame, concepts: pd.DataF
                        pd.to_datetime(outcomes["date"]).iloc[keep].reset_index(drop=True))
 
 
+def sample_clients(client_ids: pd.Series, max_clients: int | None, random_state: int = 0) -> list[str] | None:
+    """A fixed random sample of at most ``max_clients`` distinct clients, or None when all fit."""
+    unique = np.sort(client_ids.unique())
+    if max_clients is None or len(unique) <= max_clients:
+        return None
+    rng = np.random.default_rng(random_state)
+    return sorted(unique[rng.choice(len(unique), size=max_clients, replace=False)])
+
+
 def time_split(dates: pd.Series, as_of: dt.date, valid_days: int, embargo_days: int):
     """Positions of training and validation rows, and the windows they cover."""
     end = pd.Timestamp(as_of)
@@ -117,7 +126,10 @@ def train_tier(engine: sa.Engine, settings: Settings, tier: str, as_of: dt.date 
                                  "`mlcore ingest outcomes PATH` first.")
     H = settings.horizon_days
     outcomes = read_outcomes(engine, as_of)
-    notes, concepts = read_notes(engine, as_of - dt.timedelta(days=H))
+    sample = sample_clients(outcomes["client_id"], settings.train_max_clients, random_state)
+    if sample is not None:
+        outcomes = outcomes[outcomes["client_id"].isin(sample)].reset_index(drop=True)
+    notes, concepts = read_notes(engine, as_of - dt.timedelta(days=H), clients=sample)
     ts = training_set(outcomes, notes, concepts, H)
     if reason == "drift":
         train, valid, windows = time_split(ts.dates, as_of, settings.drift_valid_days, 0)

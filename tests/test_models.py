@@ -1,4 +1,5 @@
 """Training, registry and scoring against the real database on a small synthetic world."""
+import dataclasses
 import datetime as dt
 
 import pandas as pd
@@ -198,3 +199,15 @@ def test_publish_refuses_a_missing_partition(trained):
     with pytest.raises(DataQualityError, match=r"partitions \[1, 2\] are missing"):
         scoring.publish(engine, "elite", last, "incomplete", parts)
     assert count(engine, "predictions") == before
+
+
+def test_training_on_a_client_sample_uses_only_those_clients(trained):
+    engine, settings, last, results = trained
+    ids = pd.Series([f"C{i:07d}" for i in range(5000)] * 2)
+    sample = training.sample_clients(ids, 1200, random_state=3)
+    assert len(sample) == len(set(sample)) == 1200 and set(sample) <= set(ids)
+    assert sample == training.sample_clients(ids, 1200, random_state=3)          # fixed for a seed
+    assert training.sample_clients(ids, 5000) is None
+    small = dataclasses.replace(settings, train_max_clients=1000, n_bootstrap=10)
+    res = train_tier(engine, small, "fast", as_of=last)
+    assert 0 < res.n_train < results["fast"].n_train * 0.75

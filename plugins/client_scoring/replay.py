@@ -104,7 +104,10 @@ def run_dag(dag_id: str, day: dt.date, conf: dict | None = None):
 
     dag = _dags(DagBag)[dag_id]
     logical = dt.datetime.combine(day, dt.time(6), tzinfo=dt.timezone.utc)
-    run = dag.test(logical_date=logical, run_conf=conf or {})
+    # Every param is passed explicitly: dag.test() runs tasks in this process, and a run's conf
+    # leaks into the cached tasks' params, so an omitted param would take the previous run's value.
+    full_conf = {**{name: dag.params[name] for name in dag.params}, **(conf or {})}
+    run = dag.test(logical_date=logical, run_conf=full_conf)
     if str(run.state) != "success":
         failed = [ti.task_id for ti in run.get_task_instances() if str(ti.state) == "failed"]
         raise RuntimeError(f"{dag_id} for {day} ended {run.state}; failed tasks: {failed}")

@@ -34,10 +34,14 @@ def asset_events(uri, run=None):
 def test_weekly_retrain_then_nightly_scoring(scoring_env, small_world):
     engine = scoring_env
     last = load(engine, small_world)
-    retrain = run_dag("weekly_retrain", last, {"reason": "manual"})
+    run_dag("weekly_retrain", last, {"reason": "schedule", "tiers": ["elite"]})
+    retrain = run_dag("weekly_retrain", last, {"reason": "manual"})     # default tiers: both, not the last run's
     with engine.connect() as conn:
-        models = conn.execute(sa.text("SELECT tier, reason, status FROM model_versions ORDER BY tier")).all()
-    assert [tuple(m) for m in models] == [("elite", "manual", "champion"), ("fast", "manual", "champion")]
+        models = conn.execute(sa.text("SELECT tier, version, reason, status FROM model_versions "
+                                      "ORDER BY tier, version")).all()
+    assert [(m.tier, m.version, m.reason) for m in models] == [("elite", 1, "schedule"), ("elite", 2, "manual"),
+                                                                ("fast", 1, "manual")]
+    assert sorted(m.tier for m in models if m.status == "champion") == ["elite", "fast"]
     assert asset_events("client_scoring://models/champions", retrain)
 
     first = run_dag("nightly_elite_scoring", last, {"partitions": 3})

@@ -1,0 +1,296 @@
+"""Scale benchmark: the whole path at 10k, 100k and 1M clients, each step in its own process.
+
+Every step runs in a fresh Python process so its peak RSS (``ru_maxrss`` from ``wait4``) is its own;
+short steps repeat and report the median wall time. Figures print as a table and go to
+``bench/results/suite.json``. The scoring database is a fresh ``cs_bench_<n>`` on the server of
+``DATABASE_URL`` (or the embedded one), dropped at the end unless ``--keep``.
+
+Usage:
+    python bench/suite.py                       # 10k, 100k, 1M clients
+    python bench/suite.py --sizes 10000 100000 --train-sizes 50000
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+
+# --- steps: each runs in a child process and prints one JSON line {"rows", "seconds", "extra"}
+
+def timed(fn):
+    """Time the step's own work (imports excluded: the wall time of a warm Airflow task)."""
+    def wrapper(**kwargs):
+        t0 = time.perf_counter()
+        out = fn(**kwargs)
+        return {**out, "seconds": time.perf_counter() - t0}
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
+def _imports():
+    """The heavy imports every step needs, done before its clock starts."""
+    import sklearn.ensemble  # noqa: F401
+    import sqlalchemy  # noqa: F401
+
+    import mlcore.scoring  # noqa: F401
+    import mlcore.training  # noqa: F401
+
+def _settings(url: str, **overrides):
+    from mlcore.config import Settings
+
+    return Settings.from_env(database_url=url, **overrides)
+
+
+def _engine(url: str):
+    from mlcore import db
+
+    return db.make_engine(url)
+
+
+@timed
+def step_synth(world: str, n: int) -> dict:
+    from mlcore.synth import WorldSpec, write_world
+
+    counts = write_world(WorldSpec(n_clients=n, days=730, seed=42), world)
+    return {"rows": counts["concepts"], "extra": counts}
+
+
+@timed
+def step_ingest(world: str, url: str) -> dict:
+    from mlcore import db
+    from mlcore.ingest import ingest_file
+
+    engine = _engine(url)
+    db.upgrade(engine)
+    rows = {}
+    for kind, name in (("notes", "notes.csv"), ("concepts", "note_concepts.csv"), ("outcomes", "outcomes.csv")):
+        rows[kind] = ingest_file(engine, kind, Path(world) / name).rows_inserted
+    return {"rows": sum(rows.values()), "extra": rows}
+
+
+def _last_day(engine) -> dt.date:
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT max(date) FROM notes")).scalar_one()
+
+
+@timed
+def step_train(url: str, tier: str, max_clients: int) -> dict:
+    """Train ``tier`` on the outcomes of (at most) ``max_clients`` labelled clients."""
+    from mlcore.training import train_tier
+
+    engine = _engine(url)
+    res = train_tier(engine, _settings(url, n_bootstrap=50, train_max_clients=max_clients), tier, reason="manual")
+    return {"rows": res.n_train, "extra": {"fit_seconds": round(res.fit_seconds, 2), "n_valid": res.n_valid,
+                                           "auc_purchase": res.metrics["purchase"]["auc"]["value"],
+                                           "auc_churn": res.metrics["churn"]["auc"]["value"],
+                                           "r2_clv": res.metrics["clv"]["r2"]["value"]}}
+
+
+@timed
+def step_features(url: str) -> dict:
+    """Elite features of every client as of the last day (read from Postgres, chunk by chunk)."""
+    from mlcore.history_io import history_as_of
+    from mlcore.registry import Registry
+    from mlcore.scoring import clients_with_notes
+
+    engine = _engine(url)
+    s = _settings(url)
+    features = Registry(engine, s.model_store).load(Registry(engine, s.model_store).require_champion("elite"))[0]
+    day = _last_day(engine)
+    ids = clients_with_notes(engine, day)
+    cols = 0
+    for start in range(0, len(ids), s.score_chunk_size):
+        chunk = ids.iloc[start:start + s.score_chunk_size].reset_index(drop=True)
+        X = features.transform(history_as_of(engine, chunk, day, chunk.iloc[0], chunk.iloc[-1]))
+        cols = X.shape[1]
+    return {"rows": len(ids), "extra": {"columns": cols}}
+
+
+@timed
+def step_score_elite(url: str) -> dict:
+    from mlcore.scoring import score
+
+    engine = _engine(url)
+    res = score(engine, _settings(url), "elite", _last_day(engine), run_id="bench")
+    return {"rows": res.n_clients}
+
+
+@timed
+def step_score_fast_upload(url: str, n: int = 2000) -> dict:
+    import numpy as np
+
+    from mlcore.scoring import clients_with_notes, score
+
+    engine = _engine(url)
+    day = _last_day(engine)
+    ids = clients_with_notes(engine, day)
+    upload = list(np.random.default_rng(0).choice(ids.to_numpy(), size=min(n, len(ids)), replace=False))
+    res = score(engine, _settings(url), "fast", day, run_id="bench-upload", clients=upload)
+    return {"rows": res.n_clients}
+
+
+@timed
+def step_prepare_drift(url: str, days: int = 30) -> dict:
+    """30 days of Elite predictions matured against the outcome log: the scored day, re-dated H+k days back."""
+    import sqlalchemy as sa
+
+    engine = _engine(url)
+    s = _settings(url)
+    day = _last_day(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM predictions WHERE tier = 'elite' AND run_id LIKE 'bench-drift%'"))
+        for k in range(days):
+            conn.execute(sa.text(
+                "INSERT INTO predictions (scored_for, tier, client_id, model_version, purchase_likelihood, churn_risk, "
+                " predicted_clv, run_id) SELECT CAST(:d AS date), tier, client_id, model_version, purchase_likelihood, "
+                " churn_risk, predicted_clv, 'bench-drift' FROM predictions WHERE tier = 'elite' AND scored_for = :src"),
+                {"d": day - dt.timedelta(days=s.horizon_days + k), "src": day})
+        conn.execute(sa.text("ANALYZE predictions"))
+        n = conn.execute(sa.text("SELECT count(*) FROM predictions WHERE run_id = 'bench-drift'")).scalar_one()
+    return {"rows": n}
+
+
+@timed
+def step_drift(url: str, days: int = 30) -> dict:
+    from mlcore.drift import check_tier
+
+    engine = _engine(url)
+    res = check_tier(engine, _settings(url, drift_window_days=days), "elite", _last_day(engine))
+    return {"rows": res.n, "extra": {"decision": res.decision,
+                                     "auc_purchase": res.live.get("purchase", {}).get("auc", {}).get("value")}}
+
+
+STEPS = {name[5:]: fn for name, fn in globals().items() if name.startswith("step_")}
+
+
+# --- the driver
+
+def run_step(name: str, repeats: int, **kwargs) -> dict:
+    """Run ``name`` in ``repeats`` fresh processes; median wall, max peak RSS, rows/s."""
+    walls, ops, rss, out = [], [], [], None
+    for _ in range(repeats):
+        cmd = [sys.executable, __file__, "--step", name, "--kwargs", json.dumps(kwargs)]
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        stdout = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        walls.append(time.perf_counter() - t0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f"step {name} {kwargs} failed (exit {os.waitstatus_to_exitcode(status)})")
+        rss.append(usage.ru_maxrss / 1024)          # KiB -> MiB
+        out = json.loads(stdout.strip().splitlines()[-1])
+        ops.append(out["seconds"])
+    op = statistics.median(ops)
+    return {"step": name, "seconds": round(op, 3), "runs_s": [round(w, 3) for w in ops],
+            "process_wall_s": round(statistics.median(walls), 3),
+            "peak_rss_mib": round(max(rss)), "rows": out["rows"], "rows_per_s": round(out["rows"] / op),
+            **({"extra": out["extra"]} if "extra" in out else {})}
+
+
+def _database(server: str, name: str, drop_first: bool = True) -> str:
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if drop_first:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return sa.make_url(server).set(database=name).render_as_string(hide_password=False)
+
+
+def _drop(server: str, name: str) -> None:
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    ap.add_argument("--train-sizes", type=int, nargs="+", default=[50_000, 200_000])
+    ap.add_argument("--repeats", type=int, default=3, help="runs of each step shorter than --repeat-below seconds")
+    ap.add_argument("--repeat-below", type=float, default=30.0)
+    ap.add_argument("--keep", action="store_true", help="keep the benchmark databases")
+    ap.add_argument("--step"), ap.add_argument("--kwargs")
+    args = ap.parse_args()
+    if args.step:
+        _imports()
+        print(json.dumps(STEPS[args.step](**json.loads(args.kwargs)), default=str))
+        return 0
+
+    from mlcore import db
+    from mlcore.config import Settings
+
+    settings = Settings.from_env()
+    server = db.database_url(settings)
+    home = settings.home / "bench"
+    os.environ["CLIENT_SCORING_HOME"] = str(home)
+    rows = []
+
+    def record(size, label, name, **kwargs):
+        first = run_step(name, 1, **kwargs)
+        if first["seconds"] < args.repeat_below and args.repeats > 1:
+            more = run_step(name, args.repeats - 1, **kwargs)
+            runs = first["runs_s"] + more["runs_s"]
+            first.update(seconds=round(statistics.median(runs), 3), runs_s=runs,
+                         peak_rss_mib=max(first["peak_rss_mib"], more["peak_rss_mib"]))
+            first["rows_per_s"] = round(first["rows"] / first["seconds"])
+        first.update(clients=size, label=label)
+        rows.append(first)
+        print(f"{size:>9,d}  {label:38s} {first['seconds']:9.2f} s  {first['peak_rss_mib']:7,d} MiB  "
+              f"{first['rows']:>11,d} rows  {first['rows_per_s']:>11,d} rows/s", flush=True)
+
+    print(f"{'clients':>9s}  {'step':38s} {'time (median)':>11s}  {'peak RSS':>11s}  {'rows':>16s}  {'throughput':>18s}")
+    for size in sorted(args.sizes):
+        world = str(home / f"world-{size}")
+        name = f"cs_bench_{size}"
+        url = _database(server, name)
+        try:
+            if not (Path(world) / "truth.csv").exists():
+                record(size, "synth (CSV files)", "synth", world=world, n=size)
+            record(size, "ingest: validate + COPY", "ingest", world=world, url=url)
+            # The champions that score are trained on (at most) the smallest training size; the larger
+            # training sizes are measured where the world has that many clients.
+            for k in sorted({min(t, size) for t in args.train_sizes}, reverse=True):
+                for tier in ("fast", "elite"):
+                    record(size, f"train {tier.title()} ({k:,d} labelled clients)", "train", url=url, tier=tier,
+                           max_clients=k)
+            record(size, "Elite features (from Postgres)", "features", url=url)
+            record(size, "Elite scoring end to end", "score_elite", url=url)
+            record(size, "Fast scoring, 2,000-client upload", "score_fast_upload", url=url)
+            run_step("prepare_drift", 1, url=url)
+            record(size, "drift check, 30 days of predictions", "drift", url=url)
+        finally:
+            if not args.keep:
+                _drop(server, name)
+    meta = {"machine": {"platform": platform.platform(), "python": platform.python_version(),
+                        "cpus": os.cpu_count(), "memory_gib": round(os.sysconf("SC_PAGE_SIZE") *
+                                                                    os.sysconf("SC_PHYS_PAGES") / 2**30, 1)},
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "rows": rows}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "suite.json").write_text(json.dumps(meta, indent=2, default=str))
+    print(f"\nfigures written to {RESULTS / 'suite.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    sys.exit(main())
