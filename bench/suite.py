@@ -229,6 +229,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3, help="runs of each step shorter than --repeat-below seconds")
     ap.add_argument("--repeat-below", type=float, default=30.0)
     ap.add_argument("--keep", action="store_true", help="keep the benchmark databases")
+    ap.add_argument("--no-docs", dest="docs", action="store_false", help="do not rewrite docs/BENCHMARKS.md")
     ap.add_argument("--step"), ap.add_argument("--kwargs")
     args = ap.parse_args()
     if args.step:
@@ -288,7 +289,32 @@ def main() -> int:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "suite.json").write_text(json.dumps(meta, indent=2, default=str))
     print(f"\nfigures written to {RESULTS / 'suite.json'}")
+    if args.docs:
+        write_docs(meta, HERE.parent / "docs" / "BENCHMARKS.md")
     return 0
+
+
+def write_docs(meta: dict, path: Path) -> None:
+    """docs/BENCHMARKS.md: the latest figures and the machine they came from."""
+    m = meta["machine"]
+    lines = ["# Benchmarks", "",
+             f"Latest `make bench` run: {meta['date']} on {m['platform']}, Python {m['python']}, "
+             f"{m['cpus']} CPUs, {m['memory_gib']} GiB RAM. Each step runs in a fresh process; *time* is the "
+             "median of the step's own work over repeated runs where a run takes under 30 s (imports excluded), "
+             "*peak RSS* the process's maximum resident memory (imports included).", "",
+             "| clients | step | time (s) | runs (s) | peak RSS (MiB) | rows | rows/s |", "|---|---|---|---|---|---|---|"]
+    for r in meta["rows"]:
+        lines.append(f"| {r['clients']:,d} | {r['label']} | {r['seconds']:.2f} | "
+                     f"{', '.join(f'{x:.2f}' for x in r['runs_s'])} | {r['peak_rss_mib']:,d} | {r['rows']:,d} | "
+                     f"{r['rows_per_s']:,d} |")
+    lines += ["", "Training rows are (client, outcome date) pairs of the sampled labelled clients; scoring rows "
+              "are clients; drift rows are matched (outcome, prediction) pairs.", ""]
+    for extra in ("original.json", "nannyml.json"):
+        if (RESULTS / extra).exists():
+            lines += [f"`bench/results/{extra}`:", "", "```json", (RESULTS / extra).read_text().strip(), "```", ""]
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("\n".join(lines))
+    print(f"{path} updated")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ DECISION_TARGETS = ("purchase", "churn")
 BREACHES_TO_OPEN, OUT_OF = 2, 3
 RETRAIN_ACTIONS = ("retrain", "alert_and_retrain")
 CLEAN_TO_CLOSE = 2
+_PSI_SAMPLE = 100_000
 
 _MATCHED = """
 SELECT o.purchased, o.churned, o.lifetime_value, p.purchase_likelihood, p.churn_risk, p.predicted_clv
@@ -150,9 +151,14 @@ def _score_drift(engine, tier: str, version: int, check_date: dt.date, min_n: in
     if days["first"].isna().iloc[0] or days["first"].iloc[0] == days["last"].iloc[0]:
         return {"status": "insufficient_data", "why": "fewer than two scoring days for this model"}
     first, last = days["first"].iloc[0], days["last"].iloc[0]
+    # Deciles need no more than ~100k scores a day: a fixed hash sample of clients (the same on both days).
+    with engine.connect() as conn:
+        n_last = conn.execute(sa.text("SELECT count(*) FROM predictions WHERE tier = :t AND model_version = :v "
+                                      "AND scored_for = :d"), {"t": tier, "v": version, "d": last}).scalar_one()
     scores = read_frame(engine, "SELECT scored_for, purchase_likelihood, churn_risk FROM predictions "
-                                "WHERE tier = %(t)s AND model_version = %(v)s AND scored_for IN (%(a)s, %(b)s)",
-                        {"t": tier, "v": version, "a": first, "b": last})
+                                "WHERE tier = %(t)s AND model_version = %(v)s AND scored_for IN (%(a)s, %(b)s) "
+                                "AND (%(mod)s = 1 OR abs(hashtext(client_id)) %% %(mod)s = 0)",
+                        {"t": tier, "v": version, "a": first, "b": last, "mod": max(1, n_last // _PSI_SAMPLE)})
     ref, cur = scores[scores["scored_for"] == first], scores[scores["scored_for"] == last]
     if min(len(ref), len(cur)) < min_n:
         return {"status": "insufficient_data", "why": f"{len(ref)} and {len(cur)} scores (need {min_n})"}

@@ -214,30 +214,57 @@ class ConceptDiversity(TransformerMixin, BaseEstimator):
 
 
 class CoOccurrence(TransformerMixin, BaseEstimator):
-    """Recency-weighted counts of the concept pairs that most often appear in the same note."""
+    """Recency-weighted counts of the concept pairs that most often appear in the same note.
+
+    Pairs are built on integer concept codes, and only from the concepts of the kept pairs at
+    transform time, so the self-join of each note's concepts stays small.
+    """
 
     def __init__(self, n_pairs: int = 150, half_life: float = 120.0):
         self.n_pairs = n_pairs
         self.half_life = half_life
 
     @staticmethod
-    def _pairs(history: History) -> pd.DataFrame:
-        c = history.concepts[["row", "note", "age", "concept_id", "confidence"]]
-        p = c.merge(c[["row", "note", "concept_id", "confidence"]], on=["row", "note"], suffixes=("", "_b"))
-        p = p[p["concept_id"] < p["concept_id_b"]]
-        return p.assign(pair=p["concept_id"] + "|" + p["concept_id_b"],
-                        w=p["confidence"] * p["confidence_b"])
+    def _pairs(history: History, concepts: pd.Index) -> pd.DataFrame:
+        """Within-note pairs (a < b) of the concepts in ``concepts``: row, age, code a * K + b, weight."""
+        c = history.concepts
+        code = concepts.get_indexer(c["concept_id"].to_numpy())
+        keep = code >= 0
+        frame = pd.DataFrame({"row": c["row"].to_numpy()[keep], "note": c["note"].to_numpy()[keep],
+                              "age": c["age"].to_numpy()[keep], "code": code[keep],
+                              "conf": c["confidence"].to_numpy(dtype=float)[keep]})
+        p = frame.merge(frame[["row", "note", "code", "conf"]], on=["row", "note"], suffixes=("", "_b"))
+        a, b = p["code"].to_numpy(), p["code_b"].to_numpy()
+        upper = a < b
+        return pd.DataFrame({"row": p["row"].to_numpy()[upper], "age": p["age"].to_numpy()[upper],
+                             "pair": a[upper].astype(np.int64) * len(concepts) + b[upper],
+                             "w": (p["conf"].to_numpy() * p["conf_b"].to_numpy())[upper]})
 
     def fit(self, history: History, y=None):
-        pairs = self._pairs(history)
-        top = pairs.groupby("pair")["row"].nunique().nlargest(self.n_pairs)
-        self.pairs_ = pd.Index(np.sort(top.index.to_numpy().astype(str)))
+        concepts = pd.Index(np.sort(history.concepts["concept_id"].unique().astype(str)))
+        pairs = self._pairs(history, concepts)
+        top = pairs.groupby("pair")["row"].nunique().nlargest(self.n_pairs).index.to_numpy()
+        names = [f"{concepts[c // len(concepts)]}|{concepts[c % len(concepts)]}" for c in top]
+        self.pairs_ = pd.Index(np.sort(np.asarray(names, dtype=str)))
+        for attr in ("concepts_", "pair_codes_"):
+            self.__dict__.pop(attr, None)
+        self._codes()
         return self
+
+    def _codes(self):
+        """The concepts of the kept pairs, and each pair's code in that index, in column order."""
+        if not hasattr(self, "pair_codes_"):   # artifacts pickled before the codes existed
+            split = [p.split("|", 1) for p in self.pairs_]
+            self.concepts_ = pd.Index(np.sort(np.unique([x for pair in split for x in pair]).astype(str)))
+            self.pair_codes_ = np.array([self.concepts_.get_loc(a) * len(self.concepts_) + self.concepts_.get_loc(b)
+                                         for a, b in split], dtype=np.int64)
+        return self.concepts_, self.pair_codes_
 
     def transform(self, history: History):
         check_is_fitted(self, "pairs_")
-        pairs = self._pairs(history)
-        cols = self.pairs_.get_indexer(pairs["pair"].to_numpy())
+        concepts, codes = self._codes()
+        pairs = self._pairs(history, concepts)
+        cols = pd.Index(codes).get_indexer(pairs["pair"].to_numpy())
         keep = cols >= 0
         w = pairs["w"].to_numpy() * np.exp2(-pairs["age"].to_numpy() / self.half_life)
         m = sp.csr_matrix((w[keep], (pairs["row"].to_numpy()[keep], cols[keep])),

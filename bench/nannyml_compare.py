@@ -1,0 +1,113 @@
+"""Our drift check against NannyML's realized performance and univariate drift, on the same rows.
+
+Run by the main environment: exports the matched predictions and outcomes of the benchmark database
+to a Parquet-free CSV, runs NannyML in its own virtual environment (``var/bench/nannyml-venv``:
+NannyML pins older pandas than ours), and times our ``check_tier`` on the same database.
+Figures go to ``bench/results/nannyml.json``.
+
+Usage: python bench/nannyml_compare.py --url postgresql+psycopg2://.../cs_bench_1000000
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+# Runs inside the NannyML venv: realized ROC AUC per day of the analysis half, univariate drift of
+# the two scores, both against the reference half. Prints one JSON line of timings.
+NANNYML_SCRIPT = r'''
+import json, sys, time
+import pandas as pd
+import nannyml as nml
+t0 = time.perf_counter()
+df = pd.read_csv(sys.argv[1], parse_dates=["date"])
+load = time.perf_counter() - t0
+df["y_pred"] = (df["purchase_likelihood"] >= 0.5).astype(int)
+cut = df["date"].sort_values().iloc[len(df) // 2]
+reference, analysis = df[df["date"] < cut], df[df["date"] >= cut]
+t0 = time.perf_counter()
+perf = nml.PerformanceCalculator(problem_type="classification_binary", y_pred_proba="purchase_likelihood",
+                                 y_pred="y_pred", y_true="purchased", timestamp_column_name="date",
+                                 metrics=["roc_auc"], chunk_period="D")
+perf.fit(reference)
+perf_result = perf.calculate(analysis)
+perf_s = time.perf_counter() - t0
+t0 = time.perf_counter()
+drift = nml.UnivariateDriftCalculator(column_names=["purchase_likelihood", "churn_risk"],
+                                      timestamp_column_name="date", chunk_period="D",
+                                      continuous_methods=["kolmogorov_smirnov", "jensen_shannon"])
+drift.fit(reference)
+drift_result = drift.calculate(analysis)
+drift_s = time.perf_counter() - t0
+print(json.dumps({"rows": len(df), "load_s": load, "realized_performance_s": perf_s, "univariate_drift_s": drift_s,
+                  "nannyml": nml.__version__}))
+'''
+
+
+def export(url: str, path: Path, tier: str = "elite") -> int:
+    """The rows our drift check matches (outcome x latest prediction H days before), as CSV."""
+    from mlcore import db
+    from mlcore.config import Settings
+    from mlcore.drift import _MATCHED
+
+    s = Settings.from_env(database_url=url)
+    engine = db.make_engine(url)
+    import sqlalchemy as sa
+    with engine.connect() as conn:
+        version = conn.execute(sa.text("SELECT version FROM model_versions WHERE tier = :t AND status = 'champion'"),
+                               {"t": tier}).scalar_one()
+        end = conn.execute(sa.text("SELECT max(date) FROM outcomes")).scalar_one()
+    import datetime as dt
+    sql = _MATCHED.replace("SELECT o.purchased", "SELECT o.date, o.purchased")
+    frame = db.read_frame(engine, sql, {"tier": tier, "version": version, "h": s.horizon_days,
+                                        "tol": s.drift_match_days, "start": end - dt.timedelta(days=30), "end": end})
+    frame.to_csv(path, index=False)
+    return len(frame)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--url", required=True)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    venv = Path(os.environ.get("CLIENT_SCORING_HOME", "var")) / "bench" / "nannyml-venv"
+    if not (venv / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "nannyml==0.13.1"], check=True)
+    data = venv.parent / "matched.csv"
+    n = export(args.url, data)
+
+    from mlcore import db
+    from mlcore.config import Settings
+    from mlcore.drift import check_tier
+    import sqlalchemy as sa
+    engine = db.make_engine(args.url)
+    with engine.connect() as conn:
+        end = conn.execute(sa.text("SELECT max(date) FROM notes")).scalar_one()
+    ours, theirs = [], []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        check_tier(engine, Settings.from_env(database_url=args.url, drift_window_days=30), "elite", end)
+        ours.append(time.perf_counter() - t0)
+        out = subprocess.run([str(venv / "bin" / "python"), "-c", NANNYML_SCRIPT, str(data)], check=True,
+                             capture_output=True, text=True)
+        theirs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    nanny = statistics.median(t["realized_performance_s"] + t["univariate_drift_s"] for t in theirs)
+    result = {"matched_rows": n, "ours_check_tier_s": round(statistics.median(ours), 3),
+              "nannyml_performance_plus_drift_s": round(nanny, 3),
+              "nannyml_runs": theirs, "ratio_nannyml_over_ours": round(nanny / statistics.median(ours), 2)}
+    print(json.dumps(result, indent=2))
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "nannyml.json").write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
