@@ -173,7 +173,8 @@ def replay(engine: sa.Engine, scenario: Scenario, workdir: Path, echo=print) -> 
             # The drift Asset schedules weekly_retrain; without a scheduler running, start it here.
             run_dag("weekly_retrain", today, {"reason": "drift", "tiers": sorted(due), "as_of": str(today),
                                               "since": str(min(due.values()))})
-            echo(f"{'':10s} weekly_retrain (reason drift, tiers {', '.join(sorted(due))}) -> {_champion(engine)}")
+            echo(f"{'':10s} weekly_retrain (reason drift, tiers {', '.join(sorted(due))}) -> "
+                 + "; ".join(_champion(engine, tier) for tier in sorted(due)))
     from mlcore.drift import history
     return history(engine, "elite")
 
@@ -200,11 +201,12 @@ def _due_retrain(engine, day) -> dict:
     return {r.tier: retrain_since(engine, r.episode_id, window) for r in rows}
 
 
-def _champion(engine) -> str:
+def _champion(engine, tier: str) -> str:
+    """The newest model of ``tier`` and what the promotion gate made of it."""
     with engine.connect() as conn:
-        r = conn.execute(sa.text("SELECT version, status, gate ->> 'why' FROM model_versions WHERE tier = 'elite' "
-                                 "ORDER BY version DESC LIMIT 1")).one()
-    return f"elite v{r[0]} {r[1]} ({r[2]})"
+        r = conn.execute(sa.text("SELECT version, status, gate ->> 'why' FROM model_versions WHERE tier = :t "
+                                 "ORDER BY version DESC LIMIT 1"), {"t": tier}).one()
+    return f"{tier} v{r[0]} {r[1]} ({r[2]})"
 
 
 def main() -> int:
