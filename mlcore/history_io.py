@@ -26,7 +26,9 @@ def read_notes(engine: sa.Engine, as_of: dt.date, lo: str | None = None, hi: str
         params["clients"] = list(clients)
     notes = read_frame(engine, _NOTES.format(where=where.format(p="")), params,
                        dtype={"note_id": str, "client_id": str}, parse_dates=["date"])
-    concepts = read_frame(engine, _CONCEPTS.format(where=where.format(p="c.")), params,
+    # The client condition on both sides lets the planner reach notes by client, not scan them by date.
+    concept_where = where.format(p="c.") + where.format(p="n.")
+    concepts = read_frame(engine, _CONCEPTS.format(where=concept_where), params,
                           dtype={"note_id": str, "concept_id": str})
     return notes, concepts
 
