@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -50,23 +51,53 @@ def clients_with_notes(engine: sa.Engine, as_of: dt.date, clients: list[str] | N
     return ids.sort_values(kind="stable").reset_index(drop=True)
 
 
+def _history(engine: sa.Engine, clients: pd.Series, as_of: dt.date, ranged: bool):
+    """The history of ``clients`` (sorted); ``ranged`` reads their notes by id range, else by list."""
+    lo, hi = (clients.iloc[0], clients.iloc[-1]) if ranged else (None, None)
+    return history_as_of(engine, clients, as_of, lo, hi)
+
+
 def predict_frame(pipeline, engine: sa.Engine, clients: pd.Series, as_of: dt.date, ranged: bool) -> np.ndarray:
     """Predictions for ``clients`` (sorted); ``ranged`` reads their notes by id range, else by list."""
-    lo, hi = (clients.iloc[0], clients.iloc[-1]) if ranged else (None, None)
-    history = history_as_of(engine, clients, as_of, lo, hi)
-    return pipeline.predict(history)
+    return pipeline.predict(_history(engine, clients, as_of, ranged))
 
 
 def _write_chunks(cur, pipeline, engine, ids: pd.Series, scored_for: dt.date, size: int, ranged: bool,
                   table: str, constants: dict) -> None:
-    """Predict ``ids`` chunk by chunk and COPY the rows into ``table`` through ``cur``."""
-    for start in range(0, len(ids), size):
-        chunk = ids.iloc[start:start + size].reset_index(drop=True)
-        pred = predict_frame(pipeline, engine, chunk, scored_for, ranged)
-        rows = pd.DataFrame({"scored_for": pd.Timestamp(scored_for), "client_id": chunk, **constants})
-        for i, col in enumerate(OUTPUTS):
-            rows[col] = pred[:, i]
-        copy_frame(cur, rows, table, list(rows.columns))
+    """Predict ``ids`` chunk by chunk and COPY the rows into ``table`` through ``cur``.
+
+    A three-stage pipeline: while chunk k is featurised and predicted, chunk k + 1 is read from
+    Postgres and chunk k - 1 is written, each on its own thread (the database work and the
+    driver's I/O release the GIL). At most one chunk is in each stage, so memory stays bounded.
+    """
+    chunks = [ids.iloc[start:start + size].reset_index(drop=True) for start in range(0, len(ids), size)]
+    if not chunks:
+        return
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="scoring") as pool:
+        reading = pool.submit(_history, engine, chunks[0], scored_for, ranged)
+        writing = None
+        try:
+            for k, chunk in enumerate(chunks):
+                history = reading.result()
+                if k + 1 < len(chunks):
+                    reading = pool.submit(_history, engine, chunks[k + 1], scored_for, ranged)
+                pred = pipeline.predict(history)
+                del history
+                rows = pd.DataFrame({"scored_for": pd.Timestamp(scored_for), "client_id": chunk, **constants})
+                for i, col in enumerate(OUTPUTS):
+                    rows[col] = pred[:, i]
+                if writing is not None:
+                    writing.result()          # one COPY at a time on the transaction's cursor
+                writing = pool.submit(copy_frame, cur, rows, table, list(rows.columns))
+            writing.result()
+        finally:
+            for future in (reading, writing):  # never leave a thread on the cursor when the caller rolls back
+                if future is not None:
+                    future.cancel()
+                    try:
+                        future.result()
+                    except BaseException:  # noqa: BLE001 - the first error is already propagating
+                        pass
 
 
 def score(engine: sa.Engine, settings: Settings, tier: str, scored_for: dt.date, run_id: str | None = None,
