@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -76,8 +75,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--url", required=True)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--venv", default=str(HERE.parent / "var" / "bench" / "nannyml-venv"),
+                    help="NannyML's own virtual environment (created when missing)")
     args = ap.parse_args()
-    venv = Path(os.environ.get("CLIENT_SCORING_HOME", "var")) / "bench" / "nannyml-venv"
+    venv = Path(args.venv)
     if not (venv / "bin" / "python").exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "nannyml==0.13.1"], check=True)

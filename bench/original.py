@@ -95,6 +95,7 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=50_000, help="synthetic world size (labelled clients)")
     ap.add_argument("--score-clients", type=int, default=20_000)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--world", help="folder of the synthetic world (generated there when missing)")
     args = ap.parse_args()
 
     from mlcore.config import Settings
@@ -104,7 +105,7 @@ def main() -> int:
     from mlcore.features import build_history
 
     settings = Settings.from_env()
-    world = settings.home / "bench" / f"world-{args.clients}"
+    world = Path(args.world) if args.world else settings.home / "bench" / f"world-{args.clients}"
     if not (world / "truth.csv").exists():
         write_world(WorldSpec(n_clients=args.clients, days=730, seed=args.seed), world)
     notes = pd.read_csv(world / "notes.csv", dtype={"note_id": str, "client_id": str}, parse_dates=["date"])

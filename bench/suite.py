@@ -101,6 +101,25 @@ def step_train(url: str, tier: str, max_clients: int) -> dict:
 
 
 @timed
+def step_ceiling(world: str, url: str) -> dict:
+    """The best achievable holdout metrics (true expected outcomes from truth.csv, same window)."""
+    import pandas as pd
+
+    from mlcore.demo import truth_ceiling
+
+    engine = _engine(url)
+    s = _settings(url)
+    import sqlalchemy as sa
+    with engine.connect() as conn:
+        end = conn.execute(sa.text("SELECT max(date) FROM outcomes")).scalar_one()
+    truth = pd.read_csv(Path(world) / "truth.csv", parse_dates=["date"]).merge(
+        pd.read_csv(Path(world) / "outcomes.csv", parse_dates=["date"], dtype={"client_id": str}),
+        on=["client_id", "date"])
+    best = truth_ceiling(truth, end - dt.timedelta(days=s.valid_days - 1), end)
+    return {"rows": len(truth), "extra": {f"best_{k}": round(v, 4) for k, v in best.items()}}
+
+
+@timed
 def step_features(url: str) -> dict:
     """Elite features of every client as of the last day (read from Postgres, chunk by chunk)."""
     from mlcore.history_io import history_as_of
@@ -231,6 +250,8 @@ def main() -> int:
     ap.add_argument("--repeat-below", type=float, default=30.0)
     ap.add_argument("--keep", action="store_true", help="keep the benchmark databases")
     ap.add_argument("--no-docs", dest="docs", action="store_false", help="do not rewrite docs/BENCHMARKS.md")
+    ap.add_argument("--no-compare", dest="compare", action="store_false",
+                    help="skip the original-design comparator and the NannyML comparison")
     ap.add_argument("--step"), ap.add_argument("--kwargs")
     args = ap.parse_args()
     if args.step:
@@ -261,10 +282,11 @@ def main() -> int:
               f"{first['rows']:>11,d} rows  {first['rows_per_s']:>11,d} rows/s", flush=True)
 
     print(f"{'clients':>9s}  {'step':38s} {'time (median)':>11s}  {'peak RSS':>11s}  {'rows':>16s}  {'throughput':>18s}")
+    urls = {}
     for size in sorted(args.sizes):
         world = str(home / f"world-{size}")
         name = f"cs_bench_{size}"
-        url = _database(server, name)
+        url = urls[size] = _database(server, name)
         try:
             if not (Path(world) / "truth.csv").exists():
                 record(size, "synth (CSV files)", "synth", world=world, n=size)
@@ -275,14 +297,24 @@ def main() -> int:
                 for tier in ("fast", "elite"):
                     record(size, f"train {tier.title()} ({k:,d} labelled clients)", "train", url=url, tier=tier,
                            max_clients=k)
+            rows[-1]["best_achievable"] = run_step("ceiling", 1, world=world, url=url)["extra"]
             record(size, "Elite features (from Postgres)", "features", url=url)
             record(size, "Elite scoring end to end", "score_elite", url=url)
             record(size, "Fast scoring, 2,000-client upload", "score_fast_upload", url=url)
             run_step("prepare_drift", 1, url=url)
             record(size, "drift check, 30 days of predictions", "drift", url=url)
-        finally:
+        except BaseException:
             if not args.keep:
                 _drop(server, name)
+            raise
+    if args.compare:
+        # Side by side in the same run: the original design on the 50k world, NannyML on the largest.
+        subprocess.run([sys.executable, str(HERE / "original.py"), "--clients", "50000",
+                        "--world", str(home / "world-50000")], check=True)
+        subprocess.run([sys.executable, str(HERE / "nannyml_compare.py"), "--url", urls[max(urls)]], check=True)
+    if not args.keep:
+        for size in urls:
+            _drop(server, f"cs_bench_{size}")
     meta = {"machine": {"platform": platform.platform(), "python": platform.python_version(),
                         "cpus": os.cpu_count(), "memory_gib": round(os.sysconf("SC_PAGE_SIZE") *
                                                                     os.sysconf("SC_PHYS_PAGES") / 2**30, 1)},
@@ -309,7 +341,20 @@ def write_docs(meta: dict, path: Path) -> None:
                      f"{', '.join(f'{x:.2f}' for x in r['runs_s'])} | {r['peak_rss_mib']:,d} | {r['rows']:,d} | "
                      f"{r['rows_per_s']:,d} |")
     lines += ["", "Training rows are (client, outcome date) pairs of the sampled labelled clients; scoring rows "
-              "are clients; drift rows are matched (outcome, prediction) pairs.", ""]
+              "are clients; drift rows are matched (outcome, prediction) pairs.", "",
+              "## Quality at every scale", "",
+              "Holdout metrics of each trained model (newest 60 days of outcomes) beside the best achievable "
+              "on the same window (the true expected outcomes from `truth.csv`).", "",
+              "| clients | model | purchase AUC | best | churn AUC | best | CLV R² | best |",
+              "|---|---|---|---|---|---|---|---|"]
+    best = {r["clients"]: r["best_achievable"] for r in meta["rows"] if "best_achievable" in r}
+    for r in meta["rows"]:
+        e, b = r.get("extra", {}), best.get(r["clients"], {})
+        if r["step"] == "train" and "auc_purchase" in e:
+            lines.append(f"| {r['clients']:,d} | {r['label'][6:]} | {e['auc_purchase']:.3f} | "
+                         f"{b.get('best_purchase', float('nan')):.3f} | {e['auc_churn']:.3f} | "
+                         f"{b.get('best_churn', float('nan')):.3f} | {e['r2_clv']:.3f} | {b.get('best_clv', float('nan')):.3f} |")
+    lines.append("")
     for extra in ("original.json", "nannyml.json"):
         if (RESULTS / extra).exists():
             lines += [f"`bench/results/{extra}`:", "", "```json", (RESULTS / extra).read_text().strip(), "```", ""]

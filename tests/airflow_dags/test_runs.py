@@ -31,6 +31,13 @@ def asset_events(uri, run=None):
         return [dict(e.extra or {}) for e in query.order_by(AssetEvent.id)]
 
 
+def predictions(engine) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.text(
+            "SELECT scored_for, tier, client_id, model_version, purchase_likelihood, churn_risk, predicted_clv "
+            "FROM predictions ORDER BY tier, client_id"))]
+
+
 def test_weekly_retrain_then_nightly_scoring(scoring_env, small_world):
     engine = scoring_env
     last = load(engine, small_world)
@@ -49,7 +56,9 @@ def test_weekly_retrain_then_nightly_scoring(scoring_env, small_world):
         clients = conn.execute(sa.text("SELECT count(DISTINCT client_id) FROM notes WHERE date <= :d"),
                                {"d": last}).scalar_one()
     assert count(engine, "predictions") == clients > 1000
-    second = run_dag("nightly_elite_scoring", last, {"partitions": 2})      # a re-run replaces the day
+    three = predictions(engine)
+    second = run_dag("nightly_elite_scoring", last, {"partitions": 1})      # a re-run replaces the day
+    assert predictions(engine) == three          # 3 partitions give exactly the predictions of one
     with engine.connect() as conn:
         runs = conn.execute(sa.text("SELECT DISTINCT run_id FROM predictions")).scalars().all()
     assert count(engine, "predictions") == clients and runs == [second.run_id] != [first.run_id]
