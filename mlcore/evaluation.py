@@ -57,7 +57,7 @@ def _clean(x):
 
 
 def evaluate(Y: np.ndarray, P: np.ndarray, reference: np.ndarray | None = None, n_boot: int = 200,
-             random_state: int = 0) -> dict:
+             random_state: int = 0, max_resample: int = 20_000) -> dict:
     """Metrics of predictions ``P`` against outcomes ``Y`` (columns purchased, churned, lifetime_value).
 
     Args:
@@ -65,6 +65,7 @@ def evaluate(Y: np.ndarray, P: np.ndarray, reference: np.ndarray | None = None, 
         P: Predictions (purchase probability, churn probability, CLV), shape (n, 3).
         reference: Outcomes the trivial baseline learns from (training rows); defaults to ``Y``.
         n_boot: Bootstrap resamples per interval.
+        max_resample: Rows per resample beyond which the bootstrap is m-out-of-n (see :func:`bootstrap`).
 
     Returns:
         ``{target: {"n", metric: {"value", "lo", "hi"}, "baseline": {metric: value}}}`` for
@@ -80,7 +81,7 @@ def evaluate(Y: np.ndarray, P: np.ndarray, reference: np.ndarray | None = None, 
         constant = np.full(len(y), ref[:, col].mean())
         entry = {"n": int(len(y)), "mean_observed": _clean(y.mean()), "mean_predicted": _clean(p.mean())}
         for name, fn in metrics.items():
-            entry[name] = bootstrap(fn, y, p, n_boot, random_state)
+            entry[name] = bootstrap(fn, y, p, n_boot, random_state, max_resample=max_resample)
         entry["baseline"] = {name: _clean(fn(y, constant)) if name != "auc" else 0.5
                              for name, fn in metrics.items()}
         out[target] = entry
