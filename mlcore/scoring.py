@@ -57,11 +57,6 @@ def _history(engine: sa.Engine, clients: pd.Series, as_of: dt.date, ranged: bool
     return history_as_of(engine, clients, as_of, lo, hi)
 
 
-def predict_frame(pipeline, engine: sa.Engine, clients: pd.Series, as_of: dt.date, ranged: bool) -> np.ndarray:
-    """Predictions for ``clients`` (sorted); ``ranged`` reads their notes by id range, else by list."""
-    return pipeline.predict(_history(engine, clients, as_of, ranged))
-
-
 def _write_chunks(cur, pipeline, engine, ids: pd.Series, scored_for: dt.date, size: int, ranged: bool,
                   table: str, constants: dict) -> None:
     """Predict ``ids`` chunk by chunk and COPY the rows into ``table`` through ``cur``.

@@ -26,9 +26,9 @@ async def require_user(request: Request):
 
 @functools.cache
 def _engine():
-    from client_scoring.wiring import engine, server_settings
+    from client_scoring.wiring import engine, server_connection_url, settings
 
-    return engine(server_settings())
+    return engine(settings(server_connection_url))
 
 
 app = FastAPI(title="client-scoring Model Health", dependencies=[Depends(require_user)],

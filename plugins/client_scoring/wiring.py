@@ -31,24 +31,22 @@ def _url(conn) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def settings():
-    """mlcore Settings: the ``client_scoring_db`` connection, else ``DATABASE_URL``."""
-    from mlcore.config import Settings
-
-    url = connection_url() or os.environ.get("DATABASE_URL")
-    return Settings.from_env(database_url=url)
-
-
-def server_settings():
-    """mlcore Settings inside Airflow's API server (no task context): the connection, else ``DATABASE_URL``."""
+def server_connection_url(conn_id: str = DB_CONN_ID) -> str | None:
+    """The same URL read inside Airflow's API server, where there is no task context."""
     from airflow.exceptions import AirflowNotFoundException
     from airflow.models.connection import Connection
-    from mlcore.config import Settings
 
     try:
-        url = _url(Connection.get_connection_from_secrets(DB_CONN_ID))
+        return _url(Connection.get_connection_from_secrets(conn_id))
     except AirflowNotFoundException:
-        url = os.environ.get("DATABASE_URL")
+        return None
+
+
+def settings(lookup=connection_url):
+    """mlcore Settings: the ``client_scoring_db`` connection (read by ``lookup``), else ``DATABASE_URL``."""
+    from mlcore.config import Settings
+
+    url = lookup() or os.environ.get("DATABASE_URL")
     return Settings.from_env(database_url=url)
 
 
