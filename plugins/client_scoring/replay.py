@@ -43,14 +43,21 @@ class Scenario:
     via_inbox: bool = True
 
 
-def configure(metadata_url: str, home: Path) -> None:
-    """Point Airflow at a metadata database and this project's DAGs and plugins (before importing it)."""
-    os.environ.update({
+def airflow_env(metadata_url: str, home: Path) -> dict[str, str]:
+    """Environment that runs Airflow on ``metadata_url`` with this project's DAGs and plugins."""
+    return {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }
+
+
+def configure(metadata_url: str, home: Path) -> None:
+    """Point Airflow at a metadata database and this project's DAGs and plugins (before importing it)."""
+    os.environ.update({
+        **airflow_env(metadata_url, home),
         "CLIENT_SCORING_TASK_RETRIES": os.environ.get("CLIENT_SCORING_TASK_RETRIES", "0"),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING"),
     })

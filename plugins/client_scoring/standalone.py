@@ -6,7 +6,7 @@ import sys
 
 import sqlalchemy as sa
 
-from client_scoring.replay import ROOT
+from client_scoring.replay import ROOT, airflow_env
 
 
 def main() -> int:
@@ -21,11 +21,7 @@ def main() -> int:
     home = settings.home / "airflow"
     env = dict(os.environ)
     env.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url.set(database="client_scoring_demo_airflow").render_as_string(False),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        **airflow_env(url.set(database="client_scoring_demo_airflow").render_as_string(False), home),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "DATABASE_URL": url.set(database="client_scoring_demo").render_as_string(False),

@@ -20,19 +20,17 @@ ROOT = Path(__file__).resolve().parents[2]
 _SERVER = test_server_url()
 _META_DB = create_database(_SERVER, "cs_airflow")
 _HOME = Path(tempfile.mkdtemp(prefix="cs-airflow-"))
+for folder in (ROOT / "plugins", ROOT / "dags"):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+from client_scoring.replay import airflow_env  # noqa: E402  (plugins is on sys.path only now)
+
 os.environ.update({
-    "AIRFLOW_HOME": str(_HOME),
-    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sa.make_url(_SERVER).set(database=_META_DB).render_as_string(False),
-    "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-    "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    **airflow_env(sa.make_url(_SERVER).set(database=_META_DB).render_as_string(False), _HOME),
     "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
     "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
     "CLIENT_SCORING_TASK_RETRIES": "0",
 })
-for folder in (ROOT / "plugins", ROOT / "dags"):
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
 subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, env=os.environ)
 
 
