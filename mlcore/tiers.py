@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+import treelite
+import treelite.sklearn
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone, is_classifier
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor, VotingClassifier
@@ -72,7 +74,12 @@ _HGB = dict(learning_rate=0.08, max_iter=250, max_leaf_nodes=15, min_samples_lea
 
 
 class _SelectedBoosting(BaseEstimator):
-    """Gradient boosting on the ``k_best`` most informative columns (boosting cost grows with columns)."""
+    """Gradient boosting on the ``k_best`` most informative columns (boosting cost grows with columns).
+
+    The fitted trees are also imported into Treelite, whose native predictor computes the same
+    outputs (to float rounding) about twice as fast as scikit-learn's; every prediction, the
+    validation included, goes through it. ``model_`` stays the scikit-learn estimator.
+    """
 
     def __init__(self, k_best: int = 200, loss: str | None = None, random_state: int = 0):
         self.k_best = k_best
@@ -87,21 +94,42 @@ class _SelectedBoosting(BaseEstimator):
         model = (HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor)(
             **_HGB, **kwargs, random_state=self.random_state)
         self.model_ = model.fit(to_dense(self.selector_.transform(X)), y, sample_weight=sample_weight)
+        self.__dict__.pop("_trees", None)
+        # Binary classifiers and regressors only: Treelite's multi-class output layout differs.
+        self.trees_ = (treelite.sklearn.import_model(self.model_).serialize_bytes()
+                       if not classify or len(self.model_.classes_) == 2 else None)
         if classify:
             self.classes_ = self.model_.classes_
         return self
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_trees", None)     # the native handle; rebuilt from trees_ after unpickling
+        return state
 
     def _dense(self, X):
         check_is_fitted(self, "model_")
         return to_dense(self.selector_.transform(X))
 
+    def _compiled(self, X):
+        """Treelite's predictions for ``X`` (probability of the positive class, or the regression), or None."""
+        if getattr(self, "trees_", None) is None:   # multi-class, or an artifact pickled before Treelite
+            return None
+        if "_trees" not in self.__dict__:
+            self._trees = treelite.Model.deserialize_bytes(self.trees_)
+        return treelite.gtil.predict(self._trees, self._dense(X), nthread=-1).reshape(-1)
+
     def predict(self, X):
-        return self.model_.predict(self._dense(X))
+        if is_classifier(self):
+            return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        out = self._compiled(X)
+        return self.model_.predict(self._dense(X)) if out is None else out
 
 
 class SelectedBoostingClassifier(ClassifierMixin, _SelectedBoosting):
     def predict_proba(self, X):
-        return self.model_.predict_proba(self._dense(X))
+        p = self._compiled(X)
+        return self.model_.predict_proba(self._dense(X)) if p is None else np.column_stack([1.0 - p, p])
 
 
 class SelectedBoostingRegressor(RegressorMixin, _SelectedBoosting):

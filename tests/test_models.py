@@ -2,6 +2,7 @@
 import dataclasses
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -14,6 +15,7 @@ from pg import count, fresh_database
 from mlcore.config import Settings
 from mlcore.exceptions import ArtifactIntegrityError, InputDataError, ModelNotFoundError
 from mlcore.features import ActivityStats
+from mlcore.history_io import history_as_of
 from mlcore.ingest import ingest_file
 from mlcore.registry import Registry
 from mlcore.scoring import score
@@ -212,3 +214,22 @@ def test_training_on_a_client_sample_uses_only_those_clients(trained):
     small = dataclasses.replace(settings, train_max_clients=1000, n_bootstrap=10)
     res = train_tier(engine, small, "fast", as_of=last)
     assert 0 < res.n_train < results["fast"].n_train * 0.75
+
+
+def test_elite_boosting_predicts_through_treelite_exactly_as_scikit_learn(trained):
+    """The registry's Elite artifact predicts with Treelite; its outputs equal scikit-learn's on the same trees."""
+    engine, settings, last, _ = trained
+    registry = Registry(engine, settings.model_store)
+    pipeline = registry.load(registry.require_champion("elite"))     # unpickled: the native model is rebuilt
+    ids = scoring.clients_with_notes(engine, last)
+    X = pipeline[:-1].transform(history_as_of(engine, ids, last))
+    model = pipeline.named_steps["model"]
+    boosting = [model.purchase_.estimators_[0], model.churn_.estimators_[0]]
+    for est in boosting:
+        assert est.trees_ is not None
+        np.testing.assert_allclose(est.predict_proba(X), est.model_.predict_proba(est._dense(X)), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(model.clv_.predict(X), model.clv_.model_.predict(model.clv_._dense(X)), rtol=1e-9)
+    before = pipeline.predict(history_as_of(engine, ids, last))
+    for est in (*boosting, model.clv_):              # an artifact pickled before Treelite: scikit-learn predicts
+        del est.trees_, est._trees
+    np.testing.assert_allclose(pipeline.predict(history_as_of(engine, ids, last)), before, rtol=1e-9)
