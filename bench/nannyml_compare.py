@@ -5,7 +5,7 @@ to a Parquet-free CSV, runs NannyML in its own virtual environment (``var/bench/
 NannyML pins older pandas than ours), and times our ``check_tier`` on the same database.
 Figures go to ``bench/results/nannyml.json``.
 
-Usage: python bench/nannyml_compare.py --url postgresql+psycopg2://.../cs_bench_1000000
+Usage: python bench/nannyml_compare.py --url postgresql+psycopg2://.../cs_bench_1000000 [--days 30]
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ print(json.dumps({"rows": len(df), "load_s": load, "realized_performance_s": per
 '''
 
 
-def export(url: str, path: Path, tier: str = "elite") -> int:
+def export(url: str, path: Path, days: int, tier: str = "elite") -> int:
     """The rows our drift check matches (outcome x latest prediction H days before), as CSV."""
     from mlcore import db
     from mlcore.config import Settings
@@ -66,7 +66,7 @@ def export(url: str, path: Path, tier: str = "elite") -> int:
     import datetime as dt
     sql = _MATCHED.replace("SELECT o.purchased", "SELECT o.date, o.purchased")
     frame = db.read_frame(engine, sql, {"tier": tier, "version": version, "h": s.horizon_days,
-                                        "tol": s.drift_match_days, "start": end - dt.timedelta(days=30), "end": end})
+                                        "tol": s.drift_match_days, "start": end - dt.timedelta(days=days), "end": end})
     frame.to_csv(path, index=False)
     return len(frame)
 
@@ -75,6 +75,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--url", required=True)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--days", type=int, default=30, help="the drift check's window (days of outcomes)")
     ap.add_argument("--venv", default=str(HERE.parent / "var" / "bench" / "nannyml-venv"),
                     help="NannyML's own virtual environment (created when missing)")
     args = ap.parse_args()
@@ -83,7 +84,7 @@ def main() -> int:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "nannyml==0.13.1", "statsmodels"], check=True)  # an undeclared import of nannyml
     data = venv.parent / "matched.csv"
-    n = export(args.url, data)
+    n = export(args.url, data, args.days)
 
     from mlcore import db
     from mlcore.config import Settings
@@ -108,7 +109,7 @@ def main() -> int:
             psi(frame.loc[half, col].to_numpy(), frame.loc[~half, col].to_numpy())
         in_memory.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        check_tier(engine, Settings.from_env(database_url=args.url, drift_window_days=30), "elite", end)
+        check_tier(engine, Settings.from_env(database_url=args.url, drift_window_days=args.days), "elite", end)
         ours.append(time.perf_counter() - t0)
         out = subprocess.run([str(venv / "bin" / "python"), "-c", NANNYML_SCRIPT, str(data)], check=True,
                              capture_output=True, text=True)

@@ -185,6 +185,33 @@ def step_prepare_drift(url: str, days: int = 30) -> dict:
 
 
 @timed
+def step_prepare_drift_matched(url: str, target: int = 1_000_000) -> dict:
+    """One matured prediction for each of the newest ``target`` outcomes: N predictions joined with N outcomes.
+
+    Each outcome of the window gets the client's scored prediction re-dated to the outcome's date
+    minus the horizon; the window is the number of days that holds ``target`` outcomes (or all of them).
+    """
+    import sqlalchemy as sa
+
+    engine = _engine(url)
+    s = _settings(url)
+    day = _last_day(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM predictions WHERE tier = 'elite' AND run_id LIKE 'bench-drift%'"))
+        first = conn.execute(sa.text("SELECT min(date) FROM (SELECT date FROM outcomes WHERE date <= :d "
+                                     "ORDER BY date DESC LIMIT :n) newest"), {"d": day, "n": target}).scalar_one()
+        conn.execute(sa.text(
+            "INSERT INTO predictions (scored_for, tier, client_id, model_version, purchase_likelihood, churn_risk, "
+            " predicted_clv, run_id) SELECT o.date - CAST(:h AS int), p.tier, o.client_id, p.model_version, "
+            " p.purchase_likelihood, p.churn_risk, p.predicted_clv, 'bench-drift-matched' FROM outcomes o "
+            " JOIN predictions p ON p.client_id = o.client_id AND p.tier = 'elite' AND p.scored_for = :d "
+            "WHERE o.date >= :first AND o.date <= :d"), {"h": s.horizon_days, "d": day, "first": first})
+        conn.execute(sa.text("ANALYZE predictions"))
+        n = conn.execute(sa.text("SELECT count(*) FROM predictions WHERE run_id = 'bench-drift-matched'")).scalar_one()
+    return {"rows": n, "extra": {"window_days": (day - first).days + 1}}
+
+
+@timed
 def step_drift(url: str, days: int = 30) -> dict:
     from mlcore.drift import check_tier
 
@@ -282,7 +309,7 @@ def main() -> int:
               f"{first['rows']:>11,d} rows  {first['rows_per_s']:>11,d} rows/s", flush=True)
 
     print(f"{'clients':>9s}  {'step':38s} {'time (median)':>11s}  {'peak RSS':>11s}  {'rows':>16s}  {'throughput':>18s}")
-    urls = {}
+    urls, windows = {}, {}
     for size in sorted(args.sizes):
         world = str(home / f"world-{size}")
         name = f"cs_bench_{size}"
@@ -303,6 +330,8 @@ def main() -> int:
             record(size, "Fast scoring, 2,000-client upload", "score_fast_upload", url=url)
             run_step("prepare_drift", 1, url=url)
             record(size, "drift check, 30 days of predictions", "drift", url=url)
+            window = windows[size] = run_step("prepare_drift_matched", 1, url=url)["extra"]["window_days"]
+            record(size, "drift check, N predictions ⋈ N outcomes", "drift", url=url, days=window)
         except BaseException:
             if not args.keep:
                 _drop(server, name)
@@ -311,7 +340,8 @@ def main() -> int:
         # Side by side in the same run: the original design on the 50k world, NannyML on the largest.
         subprocess.run([sys.executable, str(HERE / "original.py"), "--clients", "50000",
                         "--world", str(home / "world-50000")], check=True)
-        subprocess.run([sys.executable, str(HERE / "nannyml_compare.py"), "--url", urls[max(urls)]], check=True)
+        subprocess.run([sys.executable, str(HERE / "nannyml_compare.py"), "--url", urls[max(urls)],
+                        "--days", str(windows[max(urls)])], check=True)
     if not args.keep:
         for size in urls:
             _drop(server, f"cs_bench_{size}")
