@@ -39,7 +39,7 @@ class Settings:
     valid_days: int = 60
     embargo_days: int | None = None
     promotion_margin: float = 0.01
-    score_chunk_size: int = 50_000
+    score_chunk_size: int = 20_000
     n_bootstrap: int = 200
     drift_window_days: int = 14
     drift_min_n: int = 300
