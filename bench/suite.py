@@ -189,7 +189,8 @@ def step_prepare_drift_matched(url: str, target: int = 1_000_000) -> dict:
     """One matured prediction for each of the newest ``target`` outcomes: N predictions joined with N outcomes.
 
     Each outcome of the window gets the client's scored prediction re-dated to the outcome's date
-    minus the horizon; the window is the number of days that holds ``target`` outcomes (or all of them).
+    minus the horizon; the window is the number of days that holds ``target`` outcomes of scored
+    clients (or all of them).
     """
     import sqlalchemy as sa
 
@@ -198,8 +199,10 @@ def step_prepare_drift_matched(url: str, target: int = 1_000_000) -> dict:
     day = _last_day(engine)
     with engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM predictions WHERE tier = 'elite' AND run_id LIKE 'bench-drift%'"))
-        first = conn.execute(sa.text("SELECT min(date) FROM (SELECT date FROM outcomes WHERE date <= :d "
-                                     "ORDER BY date DESC LIMIT :n) newest"), {"d": day, "n": target}).scalar_one()
+        first = conn.execute(sa.text(
+            "SELECT min(date) FROM (SELECT o.date FROM outcomes o WHERE o.date <= :d AND EXISTS (SELECT 1 FROM "
+            " predictions p WHERE p.client_id = o.client_id AND p.tier = 'elite' AND p.scored_for = :d) "
+            " ORDER BY o.date DESC LIMIT :n) newest"), {"d": day, "n": target}).scalar_one()
         conn.execute(sa.text(
             "INSERT INTO predictions (scored_for, tier, client_id, model_version, purchase_likelihood, churn_risk, "
             " predicted_clv, run_id) SELECT o.date - CAST(:h AS int), p.tier, o.client_id, p.model_version, "
