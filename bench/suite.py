@@ -8,6 +8,7 @@ short steps repeat and report the median wall time. Figures print as a table and
 Usage:
     python bench/suite.py                       # 10k, 100k, 1M clients
     python bench/suite.py --sizes 10000 100000 --train-sizes 50000
+    python bench/suite.py --keep ...; python bench/suite.py --reuse   # the second run skips synth + ingest
 """
 from __future__ import annotations
 
@@ -251,16 +252,37 @@ def run_step(name: str, repeats: int, **kwargs) -> dict:
             **({"extra": out["extra"]} if "extra" in out else {})}
 
 
-def _database(server: str, name: str, drop_first: bool = True) -> str:
+def _database(server: str, name: str, reuse: bool = False) -> tuple[str, bool]:
+    """URL of a fresh benchmark database ``name``, or of the kept one when ``reuse``; True if kept."""
     import sqlalchemy as sa
 
     admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        if drop_first:
+        kept = reuse and conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                                      {"n": name}).scalar() is not None
+        if not kept:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
-    return sa.make_url(server).set(database=name).render_as_string(hide_password=False)
+    url = sa.make_url(server).set(database=name).render_as_string(hide_password=False)
+    if kept:
+        from mlcore import db
+        engine = db.make_engine(url)
+        with engine.connect() as conn:
+            kept = conn.execute(sa.text("SELECT to_regclass('notes') IS NOT NULL AND EXISTS (SELECT 1 FROM notes)")
+                                ).scalar()
+        engine.dispose()
+    return url, bool(kept)
+
+
+def _clear_run(url: str) -> None:
+    """Forget what an earlier run of the suite left in a reused database (models, predictions, checks)."""
+    import sqlalchemy as sa
+
+    engine = _engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE predictions, prediction_batches, drift_checks, alerts, model_versions CASCADE"))
+    engine.dispose()
 
 
 def _drop(server: str, name: str) -> None:
@@ -279,6 +301,9 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3, help="runs of each step shorter than --repeat-below seconds")
     ap.add_argument("--repeat-below", type=float, default=30.0)
     ap.add_argument("--keep", action="store_true", help="keep the benchmark databases")
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse a database kept by an earlier --keep run: its synth and ingest are not re-run "
+                         "(nor reported); everything after them is")
     ap.add_argument("--no-docs", dest="docs", action="store_false", help="do not rewrite docs/BENCHMARKS.md")
     ap.add_argument("--no-compare", dest="compare", action="store_false",
                     help="skip the original-design comparator and the NannyML comparison")
@@ -316,11 +341,16 @@ def main() -> int:
     for size in sorted(args.sizes):
         world = str(home / f"world-{size}")
         name = f"cs_bench_{size}"
-        url = urls[size] = _database(server, name)
+        url, kept = _database(server, name, args.reuse)
+        urls[size] = url
         try:
             if not (Path(world) / "truth.csv").exists():
                 record(size, "synth (CSV files)", "synth", world=world, n=size)
-            record(size, "ingest: validate + COPY", "ingest", world=world, url=url)
+            if kept:
+                print(f"{size:>9,d}  (ingest skipped: database {name} reused)", flush=True)
+                _clear_run(url)
+            else:
+                record(size, "ingest: validate + COPY", "ingest", world=world, url=url)
             # The champions that score are trained on (at most) the smallest training size; the larger
             # training sizes are measured where the world has that many clients.
             for k in sorted({min(t, size) for t in args.train_sizes}, reverse=True):
