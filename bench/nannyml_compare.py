@@ -64,9 +64,10 @@ def export(url: str, path: Path, days: int, tier: str = "elite") -> int:
                                {"t": tier}).scalar_one()
         end = conn.execute(sa.text("SELECT max(date) FROM outcomes")).scalar_one()
     import datetime as dt
-    sql = _MATCHED.replace("o.purchased, o.churned", "o.date, o.purchased, o.churned", 1)
+    sql = _MATCHED.replace("SELECT o.purchased", "SELECT o.date, o.purchased", 1)
     frame = db.read_frame(engine, sql, {"tier": tier, "version": version, "h": s.horizon_days,
-                                        "tol": s.drift_match_days, "start": end - dt.timedelta(days=days), "end": end})
+                                        "tol": s.drift_match_days, "start": end - dt.timedelta(days=days), "end": end,
+                                        "parts": 1, "part": 0})
     frame.to_csv(path, index=False)
     return len(frame)
 

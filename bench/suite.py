@@ -164,6 +164,14 @@ def step_score_fast_upload(url: str, n: int = 2000) -> dict:
     return {"rows": res.n_clients, "seconds": time.perf_counter() - t0}
 
 
+def _vacuum(engine) -> None:
+    """VACUUM ANALYZE predictions after the bulk delete + insert, as autovacuum would before the next night."""
+    import sqlalchemy as sa
+
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text("VACUUM ANALYZE predictions"))
+
+
 @timed
 def step_prepare_drift(url: str, days: int = 30) -> dict:
     """30 days of Elite predictions matured against the outcome log: the scored day, re-dated H+k days back."""
@@ -180,8 +188,8 @@ def step_prepare_drift(url: str, days: int = 30) -> dict:
                 " predicted_clv, run_id) SELECT CAST(:d AS date), tier, client_id, model_version, purchase_likelihood, "
                 " churn_risk, predicted_clv, 'bench-drift' FROM predictions WHERE tier = 'elite' AND scored_for = :src"),
                 {"d": day - dt.timedelta(days=s.horizon_days + k), "src": day})
-        conn.execute(sa.text("ANALYZE predictions"))   # as autovacuum would after a bulk insert
         n = conn.execute(sa.text("SELECT count(*) FROM predictions WHERE run_id = 'bench-drift'")).scalar_one()
+    _vacuum(engine)
     return {"rows": n}
 
 
@@ -210,8 +218,8 @@ def step_prepare_drift_matched(url: str, target: int = 1_000_000) -> dict:
             " p.purchase_likelihood, p.churn_risk, p.predicted_clv, 'bench-drift-matched' FROM outcomes o "
             " JOIN predictions p ON p.client_id = o.client_id AND p.tier = 'elite' AND p.scored_for = :d "
             "WHERE o.date >= :first AND o.date <= :d"), {"h": s.horizon_days, "d": day, "first": first})
-        conn.execute(sa.text("ANALYZE predictions"))
         n = conn.execute(sa.text("SELECT count(*) FROM predictions WHERE run_id = 'bench-drift-matched'")).scalar_one()
+    _vacuum(engine)
     return {"rows": n, "extra": {"window_days": (day - first).days + 1}}
 
 
@@ -307,8 +315,13 @@ def main() -> int:
     ap.add_argument("--no-docs", dest="docs", action="store_false", help="do not rewrite docs/BENCHMARKS.md")
     ap.add_argument("--no-compare", dest="compare", action="store_false",
                     help="skip the original-design comparator and the NannyML comparison")
+    ap.add_argument("--docs-only", action="store_true",
+                    help="rewrite docs/BENCHMARKS.md from bench/results/*.json without running anything")
     ap.add_argument("--step"), ap.add_argument("--kwargs")
     args = ap.parse_args()
+    if args.docs_only:
+        write_docs(json.loads((RESULTS / "suite.json").read_text()), HERE.parent / "docs" / "BENCHMARKS.md")
+        return 0
     if args.step:
         _imports()
         print(json.dumps(STEPS[args.step](**json.loads(args.kwargs)), default=str))
@@ -337,7 +350,7 @@ def main() -> int:
               f"{first['rows']:>11,d} rows  {first['rows_per_s']:>11,d} rows/s", flush=True)
 
     print(f"{'clients':>9s}  {'step':38s} {'time (median)':>11s}  {'peak RSS':>11s}  {'rows':>16s}  {'throughput':>18s}")
-    urls, windows = {}, {}
+    urls, windows, reused = {}, {}, []
     for size in sorted(args.sizes):
         world = str(home / f"world-{size}")
         name = f"cs_bench_{size}"
@@ -348,6 +361,7 @@ def main() -> int:
                 record(size, "synth (CSV files)", "synth", world=world, n=size)
             if kept:
                 print(f"{size:>9,d}  (ingest skipped: database {name} reused)", flush=True)
+                reused.append(size)
                 _clear_run(url)
             else:
                 record(size, "ingest: validate + COPY", "ingest", world=world, url=url)
@@ -381,7 +395,8 @@ def main() -> int:
     meta = {"machine": {"platform": platform.platform(), "python": platform.python_version(),
                         "cpus": os.cpu_count(), "memory_gib": round(os.sysconf("SC_PAGE_SIZE") *
                                                                     os.sysconf("SC_PHYS_PAGES") / 2**30, 1)},
-            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "rows": rows}
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "rows": rows,
+            "reused_databases": reused}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "suite.json").write_text(json.dumps(meta, indent=2, default=str))
     print(f"\nfigures written to {RESULTS / 'suite.json'}")
@@ -399,6 +414,10 @@ def write_docs(meta: dict, path: Path) -> None:
              "median of the step's own work over repeated runs where a run takes under 30 s (imports excluded), "
              "*peak RSS* the process's maximum resident memory (imports included).", "",
              "| clients | step | time (s) | runs (s) | peak RSS (MiB) | rows | rows/s |", "|---|---|---|---|---|---|---|"]
+    if meta.get("reused_databases"):
+        sizes = ", ".join(f"{n:,d}" for n in meta["reused_databases"])
+        lines[-2:-2] = [f"Run with `--reuse`: the {sizes}-client database was kept from an earlier run, so its "
+                        "synth and ingest rows are not in this table.", ""]
     for r in meta["rows"]:
         lines.append(f"| {r['clients']:,d} | {r['label']} | {r['seconds']:.2f} | "
                      f"{', '.join(f'{x:.2f}' for x in r['runs_s'])} | {r['peak_rss_mib']:,d} | {r['rows']:,d} | "

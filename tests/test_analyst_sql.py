@@ -113,3 +113,23 @@ def test_analyst_is_refused_any_write(populated, statement):
         conn.rollback()
     after = table(engine, "SELECT (SELECT count(*) FROM predictions) AS p, (SELECT count(*) FROM outcomes) AS o")
     assert before.equals(after)
+
+
+def test_both_forms_of_the_drift_match_give_the_same_rows(populated):
+    """The drift check picks a probe or a join by the planner's estimates; both must match the same rows."""
+    import datetime as dt
+
+    from mlcore import drift
+    engine, settings, checks = populated
+    end = checks[-1].check_date
+    params = {"tier": "elite", "version": checks[-1].model_version, "h": settings.horizon_days,
+              "tol": settings.drift_match_days, "start": end - dt.timedelta(days=60), "end": end}
+    cols = ["purchased", "churned", "lifetime_value", "purchase_likelihood", "churn_risk", "predicted_clv"]
+    probe = pd.concat([db.read_frame(engine, drift._MATCHED, {**params, "parts": 2, "part": k}) for k in (0, 1)])
+    join = db.read_frame(engine, drift._MATCHED_JOIN, params)
+    assert len(probe) > 100
+    pd.testing.assert_frame_equal(probe.sort_values(cols).reset_index(drop=True),
+                                  join.sort_values(cols).reset_index(drop=True), check_dtype=False)
+    chosen = drift.matched_outcomes(engine, params)
+    pd.testing.assert_frame_equal(chosen.sort_values(cols).reset_index(drop=True),
+                                  join.sort_values(cols).reset_index(drop=True), check_dtype=False)
