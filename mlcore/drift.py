@@ -65,25 +65,27 @@ _MATCH_PARTS = 2
 _JOIN_WHEN_CANDIDATES_PER_OUTCOME = 3.0
 
 
-def _estimated_rows(engine, sql: str, params: dict) -> float:
-    """The planner's row estimate for ``sql`` (EXPLAIN only: nothing is read)."""
+def _estimated_rows(engine, queries: list[str], params: dict) -> list[float]:
+    """The planner's row estimate for each of ``queries`` (EXPLAIN only: nothing is read)."""
     raw = engine.raw_connection()
     try:
         cur = raw.cursor()
-        cur.execute("EXPLAIN (FORMAT JSON) " + sql, params)
-        plan = cur.fetchone()[0]
+        rows = []
+        for sql in queries:
+            cur.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+            rows.append(float(cur.fetchone()[0][0]["Plan"]["Plan Rows"]))
         raw.rollback()
     finally:
         raw.close()
-    return float(plan[0]["Plan"]["Plan Rows"])
+    return rows
 
 
 def matched_outcomes(engine, params: dict) -> pd.DataFrame:
     """Outcomes of the window with their matched prediction, by whichever form suits the data (see above)."""
-    candidates = _estimated_rows(engine, "SELECT 1 FROM predictions WHERE tier = %(tier)s AND "
-                                 "model_version = %(version)s AND scored_for > %(start)s - %(h)s - %(tol)s "
-                                 "AND scored_for <= %(end)s - %(h)s", params)
-    outcomes = _estimated_rows(engine, "SELECT 1 FROM outcomes WHERE date > %(start)s AND date <= %(end)s", params)
+    candidates, outcomes = _estimated_rows(engine, [
+        "SELECT 1 FROM predictions WHERE tier = %(tier)s AND model_version = %(version)s "
+        "AND scored_for > %(start)s - %(h)s - %(tol)s AND scored_for <= %(end)s - %(h)s",
+        "SELECT 1 FROM outcomes WHERE date > %(start)s AND date <= %(end)s"], params)
     if candidates <= _JOIN_WHEN_CANDIDATES_PER_OUTCOME * max(outcomes, 1.0):
         return read_frame(engine, _MATCHED_JOIN, params)
     with ThreadPoolExecutor(max_workers=_MATCH_PARTS, thread_name_prefix="drift-match") as pool:

@@ -43,9 +43,12 @@ class ScoreResult:
     seconds: float
 
 
+_WITH_NOTES = "SELECT DISTINCT client_id FROM notes WHERE date <= %(d)s"
+
+
 def clients_with_notes(engine: sa.Engine, as_of: dt.date, clients: list[str] | None = None) -> pd.Series:
     """Sorted ids of the clients that have at least one note dated on or before ``as_of``."""
-    sql = "SELECT DISTINCT client_id FROM notes WHERE date <= %(d)s"
+    sql = _WITH_NOTES
     params = {"d": as_of}
     if clients is not None:
         sql += " AND client_id = ANY(%(c)s)"
@@ -66,7 +69,7 @@ def id_chunks(engine: sa.Engine, as_of: dt.date, size: int, lo: str | None = Non
 
     Keyset pagination over the (client_id, date) index: only one chunk of ids is ever in memory.
     """
-    sql = "SELECT DISTINCT client_id FROM notes WHERE date <= %(d)s AND client_id > %(after)s"
+    sql = _WITH_NOTES + " AND client_id > %(after)s"
     params = {"d": as_of, "after": "", "n": size}
     if lo is not None:
         sql += " AND client_id >= %(lo)s AND client_id <= %(hi)s"
