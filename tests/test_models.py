@@ -216,20 +216,26 @@ def test_training_on_a_client_sample_uses_only_those_clients(trained):
     assert 0 < res.n_train < results["fast"].n_train * 0.75
 
 
-def test_elite_boosting_predicts_through_treelite_exactly_as_scikit_learn(trained):
-    """The registry's Elite artifact predicts with Treelite; its outputs equal scikit-learn's on the same trees."""
+def test_elite_boosting_predicts_through_compiled_trees_exactly_as_scikit_learn(trained):
+    """The registry's Elite artifact predicts with its compiled trees; the outputs equal scikit-learn's."""
     engine, settings, last, _ = trained
     registry = Registry(engine, settings.model_store)
-    pipeline = registry.load(registry.require_champion("elite"))     # unpickled: the native model is rebuilt
+    pipeline = registry.load(registry.require_champion("elite"))
     ids = scoring.clients_with_notes(engine, last)
     X = pipeline[:-1].transform(history_as_of(engine, ids, last))
     model = pipeline.named_steps["model"]
     boosting = [model.purchase_.estimators_[0], model.churn_.estimators_[0]]
     for est in boosting:
-        assert est.trees_ is not None
-        np.testing.assert_allclose(est.predict_proba(X), est.model_.predict_proba(est._dense(X)), rtol=0, atol=1e-9)
-    np.testing.assert_allclose(model.clv_.predict(X), model.clv_.model_.predict(model.clv_._dense(X)), rtol=1e-9)
+        assert est.forest_ is not None
+        np.testing.assert_allclose(est.predict_proba(X), est.model_.predict_proba(est._dense(X)), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(model.clv_.predict(X), model.clv_.model_.predict(model.clv_._dense(X)), rtol=1e-12)
+    # Missing values follow each split's learnt side; rows split over two threads give the same sums.
+    base = model.clv_._dense(X)
+    dense = np.resize(base, (10_000, base.shape[1]))                # rows repeated
+    dense[::3, model.clv_.forest_.feature[0]] = np.nan
+    np.testing.assert_allclose(model.clv_.forest_.raw(dense, n_threads=2),
+                               model.clv_.model_._raw_predict(dense).ravel(), rtol=1e-12)
     before = pipeline.predict(history_as_of(engine, ids, last))
-    for est in (*boosting, model.clv_):              # an artifact pickled before Treelite: scikit-learn predicts
-        del est.trees_, est._trees
+    for est in (*boosting, model.clv_):              # an artifact pickled before compiled trees: scikit-learn predicts
+        del est.forest_
     np.testing.assert_allclose(pipeline.predict(history_as_of(engine, ids, last)), before, rtol=1e-9)
