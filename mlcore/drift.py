@@ -30,7 +30,8 @@ DECISION_TARGETS = ("purchase", "churn")
 BREACHES_TO_OPEN, OUT_OF = 2, 3
 RETRAIN_ACTIONS = ("retrain", "alert_and_retrain")
 CLEAN_TO_CLOSE = 2
-_PSI_SAMPLE = 100_000
+_PSI_SAMPLE = 100_000      # scores per day for the score deciles
+_MIX_SAMPLE = 25_000       # recent notes for the concept mix
 
 # Two forms of "each outcome with the latest prediction scored H to H + tol days before it".
 # Probe: one index probe per outcome (LIMIT 1 reads one index entry even when every day was
@@ -219,14 +220,27 @@ def _score_drift(engine, tier: str, version: int, check_date: dt.date, min_n: in
 
 
 def _concept_mix_drift(engine, check_date: dt.date, min_n: int, recent_days: int = 30,
-                       reference_days: int = 180) -> dict:
+                       reference_days: int = 180, sample_notes: int = _MIX_SAMPLE) -> dict:
+    """Concept shares of the last ``recent_days`` of notes against the ``reference_days`` before them.
+
+    A fixed hash sample of notes (about ``sample_notes`` in the recent window; all of them in
+    smaller worlds) keeps the cost bounded: its concepts are read by index, not by a scan of the
+    whole concept table.
+    """
+    window = {"d": check_date, "r": recent_days, "ref": reference_days}
+    with engine.connect() as conn:
+        n_recent = conn.execute(sa.text("SELECT count(*) FROM notes WHERE date > :d - :r AND date <= :d"),
+                                window).scalar_one()
+    mod = max(1, n_recent // sample_notes)
     mix = read_frame(engine, """
-        SELECT c.concept_id, count(*) FILTER (WHERE n.date > %(d)s - %(r)s) AS recent,
-               count(*) FILTER (WHERE n.date <= %(d)s - %(r)s) AS reference
-        FROM note_concepts c JOIN notes n USING (note_id)
-        WHERE n.date > %(d)s - %(r)s - %(ref)s AND n.date <= %(d)s
-        GROUP BY c.concept_id""", {"d": check_date, "r": recent_days, "ref": reference_days},
-                     dtype={"concept_id": str})
+        WITH sampled AS (
+            SELECT note_id, date > %(d)s - %(r)s AS recent FROM notes
+            WHERE date > %(d)s - %(r)s - %(ref)s AND date <= %(d)s
+              AND (%(mod)s = 1 OR abs(hashtext(note_id)) %% %(mod)s = 0))
+        SELECT c.concept_id, count(*) FILTER (WHERE s.recent) AS recent,
+               count(*) FILTER (WHERE NOT s.recent) AS reference
+        FROM sampled s JOIN note_concepts c USING (note_id)
+        GROUP BY c.concept_id""", {**window, "mod": mod}, dtype={"concept_id": str})
     if mix.empty or min(mix["recent"].sum(), mix["reference"].sum()) < min_n:
         return {"status": "insufficient_data", "why": f"fewer than {min_n} concept rows in a window"}
     p = np.clip(mix["reference"] / mix["reference"].sum(), 1e-5, None)
@@ -234,7 +248,9 @@ def _concept_mix_drift(engine, check_date: dt.date, min_n: int, recent_days: int
     mix = mix.assign(change=q - p)
     movers = mix.reindex(mix["change"].abs().sort_values(ascending=False).index).head(5)
     return {"status": "ok", "psi": round(float(np.sum((q - p) * np.log(q / p))), 4),
-            "top_movers": {r.concept_id: round(float(r.change), 4) for r in movers.itertuples()}}
+            "top_movers": {r.concept_id: round(float(r.change), 4) for r in movers.itertuples()},
+            "notes_sampled": f"1 in {mod}",
+            "concept_rows": {"recent": int(mix["recent"].sum()), "reference": int(mix["reference"].sum())}}
 
 
 def check_tier(engine: sa.Engine, settings: Settings, tier: str, check_date: dt.date,

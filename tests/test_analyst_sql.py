@@ -133,3 +133,33 @@ def test_both_forms_of_the_drift_match_give_the_same_rows(populated):
     chosen = drift.matched_outcomes(engine, params)
     pd.testing.assert_frame_equal(chosen.sort_values(cols).reset_index(drop=True),
                                   join.sort_values(cols).reset_index(drop=True), check_dtype=False)
+
+
+def test_concept_mix_diagnostic_matches_the_world_files_and_its_sample_stays_close(populated, small_world):
+    """All notes: the PSI of the concept shares equals one computed from the CSVs; a sample reads a share of them."""
+    import datetime as dt
+
+    import numpy as np
+
+    from mlcore import drift
+    engine, _, checks = populated
+    end = checks[-1].check_date
+    notes = pd.read_csv(small_world / "notes.csv", dtype={"note_id": str}, parse_dates=["date"])
+    concepts = pd.read_csv(small_world / "note_concepts.csv", dtype={"note_id": str, "concept_id": str})
+    c = concepts.merge(notes[["note_id", "date"]], on="note_id")
+    days = (pd.Timestamp(end) - c["date"]).dt.days
+    p = c[(days >= 30) & (days < 210)]["concept_id"].value_counts()
+    q = c[(days >= 0) & (days < 30)]["concept_id"].value_counts()
+    p, q = p.align(q, fill_value=0)
+    p, q = np.clip(p / p.sum(), 1e-5, None), np.clip(q / q.sum(), 1e-5, None)
+    expected = float(np.sum((q - p) * np.log(q / p)))
+
+    full = drift._concept_mix_drift(engine, end, 50, sample_notes=10**9)
+    assert full["status"] == "ok" and full["notes_sampled"] == "1 in 1"
+    assert full["psi"] == pytest.approx(expected, abs=1e-4)
+    n_recent = int(((pd.Timestamp(end) - notes["date"]).dt.days.between(0, 29)).sum())
+    sampled = drift._concept_mix_drift(engine, end, 50, sample_notes=n_recent // 4)
+    assert sampled["notes_sampled"] == "1 in 4" and sampled["psi"] > 0
+    for window in ("recent", "reference"):    # a quarter of the notes: about a quarter of their concept rows
+        assert 0.15 < sampled["concept_rows"][window] / full["concept_rows"][window] < 0.35
+    assert drift._concept_mix_drift(engine, end - dt.timedelta(days=3000), 50)["status"] == "insufficient_data"
