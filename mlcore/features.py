@@ -7,6 +7,7 @@ dated on or before that date, with their age in days. Nothing dated after ``as_o
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,28 @@ class History:
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    @functools.cached_property
+    def concept_codes(self) -> tuple[np.ndarray, pd.Index]:
+        """Each concept row's integer code and the concept ids they index (factorised once, shared)."""
+        codes, names = pd.factorize(self.concepts["concept_id"])
+        return codes.astype(np.int64), pd.Index(names.astype(str))
+
+    def concept_codes_in(self, concepts: pd.Index) -> np.ndarray:
+        """Each concept row's position in ``concepts``, or -1 where it is not there."""
+        codes, names = self.concept_codes
+        return concepts.get_indexer(names)[codes] if len(codes) else codes
+
+    def concept_counts(self, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Rows per (sample, concept) pair among the concept rows selected by the mask ``rows``.
+
+        Returns each pair's sample position and its count, sorted by sample.
+        """
+        codes, names = self.concept_codes
+        k = max(len(names), 1)
+        keys = self.concepts["row"].to_numpy(np.int64) * k + codes
+        pairs, counts = np.unique(keys if rows is None else keys[rows], return_counts=True)
+        return pairs // k, counts
 
     def take(self, positions) -> "History":
         """The sub-history of the samples at ``positions`` (renumbered 0..k-1)."""
@@ -73,12 +96,24 @@ def build_history(samples: pd.DataFrame, notes: pd.DataFrame, concepts: pd.DataF
     )
 
 
-def _matrix(history: History, columns: np.ndarray, weights: np.ndarray, n_cols: int) -> sp.csr_matrix:
-    rows = history.concepts["row"].to_numpy()
+def _matrices(history: History, columns: np.ndarray, weights: list[np.ndarray], n_cols: int) -> list[sp.csr_matrix]:
+    """One samples x ``n_cols`` CSR matrix per weight array: the weights of each (row, column) summed.
+
+    Concept rows whose column is -1 are left out. The matrices share one sparsity structure, which is
+    sorted out once.
+    """
     keep = columns >= 0
-    m = sp.csr_matrix((weights[keep], (rows[keep], columns[keep])), shape=(len(history), n_cols))
-    m.sum_duplicates()
-    return m
+    key = history.concepts["row"].to_numpy(np.int64)[keep] * n_cols + columns[keep]
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, dtype=np.int64)
+    cells = key[starts]
+    indptr = np.r_[0, np.cumsum(np.bincount(cells // n_cols, minlength=len(history)))]
+    out = []
+    for w in weights:
+        data = np.add.reduceat(w[keep][order], starts) if len(starts) else np.zeros(0)
+        out.append(sp.csr_matrix((data, cells % n_cols, indptr), shape=(len(history), n_cols)))
+    return out
 
 
 class _VocabularyMixin:
@@ -91,7 +126,7 @@ class _VocabularyMixin:
         return self
 
     def _codes(self, history: History) -> np.ndarray:
-        return self.vocabulary_.get_indexer(history.concepts["concept_id"].to_numpy())
+        return history.concept_codes_in(self.vocabulary_)
 
 
 class ConceptTfidf(_VocabularyMixin, TransformerMixin, BaseEstimator):
@@ -108,7 +143,7 @@ class ConceptTfidf(_VocabularyMixin, TransformerMixin, BaseEstimator):
 
     def _counts(self, history):
         conf = history.concepts["confidence"].to_numpy(dtype=float)
-        return _matrix(history, self._codes(history), conf, len(self.vocabulary_))
+        return _matrices(history, self._codes(history), [conf], len(self.vocabulary_))[0]
 
     def transform(self, history: History):
         check_is_fitted(self, "tfidf_")
@@ -136,13 +171,11 @@ class RecencyConcepts(_VocabularyMixin, TransformerMixin, BaseEstimator):
         codes = self._codes(history)
         conf = history.concepts["confidence"].to_numpy(dtype=float)
         age = history.concepts["age"].to_numpy(dtype=float)
-        blocks = []
-        for hl in self.half_lives:
-            weight = conf if hl is None else conf * np.exp2(-age / hl)
-            block = _matrix(history, codes, weight, len(self.vocabulary_))
+        weights = [conf if hl is None else conf * np.exp2(-age / hl) for hl in self.half_lives]
+        blocks = _matrices(history, codes, weights, len(self.vocabulary_))
+        for hl, block in zip(self.half_lives, blocks):
             if hl is None:
                 block.data = np.log1p(block.data)
-            blocks.append(block)
         return sp.hstack(blocks, format="csr")
 
     def get_feature_names_out(self, input_features=None):
@@ -172,8 +205,7 @@ class ActivityStats(TransformerMixin, BaseEstimator):
         c_rows = concepts["row"].to_numpy()
         n_concepts = np.bincount(c_rows, minlength=n).astype(float)
         conf = np.bincount(c_rows, weights=concepts["confidence"].to_numpy(dtype=float), minlength=n)
-        pairs = pd.DataFrame({"row": c_rows, "c": concepts["concept_id"].to_numpy()}).drop_duplicates()
-        n_unique = np.bincount(pairs["row"].to_numpy(), minlength=n).astype(float)
+        n_unique = np.bincount(history.concept_counts()[0], minlength=n).astype(float)
         span = np.maximum(first - last, 1.0)
         cols = [np.log1p(n_notes), np.log1p(last), np.log1p(first), *[np.log1p(w) for w in windows],
                 np.log1p(n_concepts), np.log1p(n_unique), conf / np.maximum(n_concepts, 1),
@@ -195,16 +227,13 @@ class ConceptDiversity(TransformerMixin, BaseEstimator):
 
     def transform(self, history: History):
         n = len(history)
-        c = history.concepts
         out = []
-        for recent in (False, True):
-            frame = c[c["age"] < 180] if recent else c
-            counts = frame.groupby(["row", "concept_id"], sort=False).size().reset_index(name="k")
-            total = np.bincount(counts["row"].to_numpy(), weights=counts["k"].to_numpy(), minlength=n)
-            p = counts["k"].to_numpy() / total[counts["row"].to_numpy()]
-            entropy = np.bincount(counts["row"].to_numpy(), weights=-p * np.log(p), minlength=n)
+        recent = history.concepts["age"].to_numpy() < 180
+        for rows, counts in (history.concept_counts(), history.concept_counts(recent)):
+            p = counts / np.bincount(rows, weights=counts, minlength=n)[rows]
+            entropy = np.bincount(rows, weights=-p * np.log(p), minlength=n)
             top = np.zeros(n)
-            np.maximum.at(top, counts["row"].to_numpy(), p)
+            np.maximum.at(top, rows, p)
             out += [entropy, top]
         return np.column_stack(out)
 
@@ -228,17 +257,25 @@ class CoOccurrence(TransformerMixin, BaseEstimator):
     def _pairs(history: History, concepts: pd.Index) -> pd.DataFrame:
         """Within-note pairs (a < b) of the concepts in ``concepts``: row, age, code a * K + b, weight."""
         c = history.concepts
-        code = concepts.get_indexer(c["concept_id"].to_numpy())
-        keep = code >= 0
-        frame = pd.DataFrame({"row": c["row"].to_numpy()[keep], "note": c["note"].to_numpy()[keep],
-                              "age": c["age"].to_numpy()[keep], "code": code[keep],
-                              "conf": c["confidence"].to_numpy(dtype=float)[keep]})
-        p = frame.merge(frame[["row", "note", "code", "conf"]], on=["row", "note"], suffixes=("", "_b"))
-        a, b = p["code"].to_numpy(), p["code_b"].to_numpy()
-        upper = a < b
-        return pd.DataFrame({"row": p["row"].to_numpy()[upper], "age": p["age"].to_numpy()[upper],
-                             "pair": a[upper].astype(np.int64) * len(concepts) + b[upper],
-                             "w": (p["conf"].to_numpy() * p["conf_b"].to_numpy())[upper]})
+        code = history.concept_codes_in(concepts)
+        keep = np.flatnonzero(code >= 0)
+        # Group the kept rows by (sample, note); pair every row with every row of its group.
+        notes = c["note"].to_numpy(np.int64)
+        note = c["row"].to_numpy(np.int64)[keep] * (notes.max(initial=0) + 1) + notes[keep]
+        order = np.argsort(note, kind="stable")
+        rows, note = keep[order], note[order]
+        starts = np.flatnonzero(np.r_[True, note[1:] != note[:-1]]) if len(note) else np.zeros(0, dtype=np.int64)
+        size = np.diff(np.r_[starts, len(note)])
+        per_row = np.repeat(size, size)                       # each row's group size
+        first = np.repeat(starts, size)                       # each row's group start
+        a = np.repeat(np.arange(len(note)), per_row)
+        b = np.repeat(first, per_row) + np.arange(len(a)) - np.repeat(np.cumsum(per_row) - per_row, per_row)
+        a, b = rows[a], rows[b]
+        upper = code[a] < code[b]
+        a, b = a[upper], b[upper]
+        conf = c["confidence"].to_numpy(dtype=float)
+        return pd.DataFrame({"row": c["row"].to_numpy()[a], "age": c["age"].to_numpy()[a],
+                             "pair": code[a].astype(np.int64) * len(concepts) + code[b], "w": conf[a] * conf[b]})
 
     def fit(self, history: History, y=None):
         concepts = pd.Index(np.sort(history.concepts["concept_id"].unique().astype(str)))
