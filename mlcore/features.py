@@ -78,20 +78,24 @@ def build_history(samples: pd.DataFrame, notes: pd.DataFrame, concepts: pd.DataF
     """
     samples = samples[["client_id", "as_of"]].reset_index(drop=True)
     samples["as_of"] = pd.to_datetime(samples["as_of"]).astype("datetime64[ns]")
-    s = samples.assign(row=np.arange(len(samples)))
-    n = notes[["note_id", "client_id", "date"]].copy()
-    n["date"] = pd.to_datetime(n["date"]).astype("datetime64[ns]")
-    joined = s.merge(n, on="client_id", how="inner")
+    # Joins on integer codes (client position, note code), not on the id strings.
+    clients = pd.Index(samples["client_id"].unique())
+    note_codes, note_ids = pd.factorize(notes["note_id"])
+    s = pd.DataFrame({"row": np.arange(len(samples)), "client": clients.get_indexer(samples["client_id"]),
+                      "as_of": samples["as_of"].to_numpy()})
+    n = pd.DataFrame({"client": clients.get_indexer(notes["client_id"]), "note": note_codes,
+                      "date": pd.to_datetime(notes["date"]).astype("datetime64[ns]").to_numpy()})
+    joined = s.merge(n[n["client"] >= 0], on="client", how="inner")
     age = (joined["as_of"] - joined["date"]).dt.days.to_numpy()
-    joined = joined.loc[age >= 0].assign(age=age[age >= 0])
-    codes, _ = pd.factorize(joined["note_id"])
-    note_rows = pd.DataFrame({"row": joined["row"].to_numpy(), "note": codes, "age": joined["age"].to_numpy(),
-                              "note_id": joined["note_id"].to_numpy()})
-    c = concepts[["note_id", "concept_id", "confidence"]]
-    concept_rows = note_rows.merge(c, on="note_id", how="inner")
+    kept = age >= 0
+    note_rows = pd.DataFrame({"row": joined["row"].to_numpy()[kept], "note": joined["note"].to_numpy()[kept],
+                              "age": age[kept]})
+    c = pd.DataFrame({"note": pd.Index(note_ids).get_indexer(concepts["note_id"]),
+                      "concept_id": concepts["concept_id"].to_numpy(), "confidence": concepts["confidence"].to_numpy()})
+    concept_rows = note_rows.merge(c[c["note"] >= 0], on="note", how="inner")
     return History(
         samples,
-        note_rows[["row", "note", "age"]].sort_values(["row", "age"], kind="stable").reset_index(drop=True),
+        note_rows.sort_values(["row", "age"], kind="stable").reset_index(drop=True),
         concept_rows[["row", "note", "age", "concept_id", "confidence"]].reset_index(drop=True),
     )
 
