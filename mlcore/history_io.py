@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
 from mlcore.db import read_frame
-from mlcore.features import History, build_history
+from mlcore.features import History
 
 _NOTES = ("SELECT note_id, client_id, date FROM notes WHERE date <= %(as_of)s{where}")
 _CONCEPTS = ("SELECT c.note_id, c.concept_id, c.confidence FROM note_concepts c JOIN notes n USING (note_id) "
@@ -40,8 +41,43 @@ def read_outcomes(engine: sa.Engine, until: dt.date) -> pd.DataFrame:
                       dtype={"client_id": str}, parse_dates=["date"])
 
 
+# One query for scoring: each note of the clients once (with a number and its age), joined with its
+# concepts (a note without concepts gives one row with an empty concept).
+_HISTORY = """
+    SELECT n.client_id, n.note, n.age, c.concept_id, c.confidence
+    FROM (SELECT note_id, client_id, CAST(%(as_of)s AS date) - date AS age, row_number() OVER () AS note
+          FROM notes WHERE date <= %(as_of)s{where_n}) n
+    LEFT JOIN note_concepts c ON c.note_id = n.note_id{on_c}"""
+
+
 def history_as_of(engine: sa.Engine, clients: pd.Series, as_of: dt.date, lo=None, hi=None) -> History:
-    """The history of ``clients``, all as of the same date (for scoring)."""
-    notes, concepts = read_notes(engine, as_of, lo, hi, None if lo is not None else list(clients))
+    """The history of ``clients``, all as of the same date (for scoring), read in one query.
+
+    With ``lo`` and ``hi`` the notes are read by client id range (the clients must be exactly the
+    clients with notes in that range); otherwise by the list of ids.
+    """
+    params = {"as_of": as_of}
+    if lo is not None:
+        where = " AND {p}client_id >= %(lo)s AND {p}client_id <= %(hi)s"
+        params.update(lo=lo, hi=hi)
+    else:
+        where = " AND {p}client_id = ANY(%(clients)s)"
+        params["clients"] = list(clients)
+    # The client condition on the concepts too (in the join, so notes without concepts stay) lets the
+    # planner reach them by client.
+    sql = _HISTORY.format(where_n=where.format(p=""), on_c=where.format(p="c."))
+    rows = read_frame(engine, sql, params, dtype={"client_id": "category", "note": np.int64, "age": np.int64,
+                                                  "concept_id": "category", "confidence": float})
     samples = pd.DataFrame({"client_id": clients.to_numpy(), "as_of": pd.Timestamp(as_of)})
-    return build_history(samples, notes, concepts)
+    # Categories are the distinct ids in the rows: map them to sample positions once.
+    position = pd.Index(samples["client_id"]).get_indexer(rows["client_id"].cat.categories)
+    row = position[rows["client_id"].cat.codes.to_numpy()] if len(rows) else np.zeros(0, dtype=np.int64)
+    if (row < 0).any():
+        raise ValueError("the notes read include clients that are not among the samples")
+    frame = pd.DataFrame({"row": row, "note": rows["note"].to_numpy(), "age": rows["age"].to_numpy()})
+    first = ~frame["note"].duplicated().to_numpy()
+    has = rows["concept_id"].notna().to_numpy()
+    notes = frame[first].sort_values(["row", "age"], kind="stable").reset_index(drop=True)
+    concepts = frame[has].reset_index(drop=True).assign(concept_id=rows["concept_id"].array[has],
+                                                        confidence=rows["confidence"].to_numpy()[has])
+    return History(samples, notes, concepts)

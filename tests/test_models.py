@@ -239,3 +239,26 @@ def test_elite_boosting_predicts_through_compiled_trees_exactly_as_scikit_learn(
     for est in (*boosting, model.clv_):              # an artifact pickled before compiled trees: scikit-learn predicts
         del est.forest_
     np.testing.assert_allclose(pipeline.predict(history_as_of(engine, ids, last)), before, rtol=1e-9)
+
+
+def test_scoring_history_read_in_one_query_equals_the_history_built_from_the_files(trained, small_world):
+    """The scoring read (one SQL query, by id range or by list) gives the features of build_history on the CSVs."""
+    from mlcore.features import build_history
+
+    engine, settings, last, _ = trained
+    as_of = last - dt.timedelta(days=200)
+    pipeline = Registry(engine, settings.model_store).load(Registry(engine, settings.model_store)
+                                                           .require_champion("elite"))
+    notes = pd.read_csv(small_world / "notes.csv", dtype={"note_id": str, "client_id": str}, parse_dates=["date"])
+    concepts = pd.read_csv(small_world / "note_concepts.csv", dtype={"note_id": str, "concept_id": str})
+    ids = scoring.clients_with_notes(engine, as_of)
+    assert set(ids) == set(notes.loc[notes["date"] <= pd.Timestamp(as_of), "client_id"])
+    expected = pipeline[:-1].transform(
+        build_history(pd.DataFrame({"client_id": ids, "as_of": pd.Timestamp(as_of)}), notes, concepts)).toarray()
+    ranged = history_as_of(engine, ids, as_of, ids.iloc[0], ids.iloc[-1])
+    listed = history_as_of(engine, ids.iloc[::-1].reset_index(drop=True), as_of)      # any order of the list
+    assert len(ranged.notes) == (notes["date"] <= pd.Timestamp(as_of)).sum()
+    np.testing.assert_allclose(pipeline[:-1].transform(ranged).toarray(), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(pipeline[:-1].transform(listed).toarray(), expected[::-1], rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="not among the samples"):
+        history_as_of(engine, ids.iloc[1:-1].reset_index(drop=True), as_of, ids.iloc[0], ids.iloc[-1])
