@@ -24,7 +24,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from mlcore.config import Settings
-from mlcore.db import copy_frame, read_frame
+from mlcore.db import copy_rows_binary, read_frame
 from mlcore.history_io import history_as_of
 from mlcore.exceptions import DataQualityError
 from mlcore.registry import Registry
@@ -132,7 +132,7 @@ def _write_chunks(cur, pipeline, engine, chunks: Iterator[pd.Series], scored_for
                     rows[col] = pred[:, i]
                 if writing is not None:
                     writing.result()          # one COPY at a time on the transaction's cursor
-                writing = pool.submit(copy_frame, cur, rows, table, list(rows.columns))
+                writing = pool.submit(copy_rows_binary, cur, rows, table)
                 n += len(chunk)
             if writing is not None:
                 writing.result()

@@ -76,7 +76,7 @@ def test_scoring_is_idempotent_and_covers_every_client_with_notes(trained):
     assert runs == ["run-2"]
 
 
-@pytest.mark.parametrize("stage", ["_history", "copy_frame"])   # a read of chunk 2 fails / its COPY fails
+@pytest.mark.parametrize("stage", ["_history", "copy_rows_binary"])   # a read of chunk 2 fails / its COPY fails
 def test_failure_mid_write_keeps_the_previous_slice(trained, monkeypatch, stage):
     engine, settings, last, _ = trained
     score(engine, settings, "fast", last, run_id="good")
@@ -262,3 +262,34 @@ def test_scoring_history_read_in_one_query_equals_the_history_built_from_the_fil
     np.testing.assert_allclose(pipeline[:-1].transform(listed).toarray(), expected[::-1], rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="not among the samples"):
         history_as_of(engine, ids.iloc[1:-1].reset_index(drop=True), as_of, ids.iloc[0], ids.iloc[-1])
+
+
+def test_binary_copy_writes_exact_values_and_refuses_what_it_cannot_encode(trained):
+    """Rows COPY'd in binary read back bit for bit (floats, dates, UTF-8 text, integers); nulls are refused."""
+    from mlcore.db import copy_rows_binary
+
+    engine, *_ = trained
+    rng = np.random.default_rng(0)
+    p = rng.random((1000, 3))
+    p[0] = [0.0, 1.0, 5e-324]                          # the extremes of the ranges, a subnormal CLV
+    rows = pd.DataFrame({"scored_for": pd.Timestamp("1999-12-31"), "tier": "fast", "model_version": 1,
+                         "client_id": [f"clïent-{i}" * (i % 4 + 1) for i in range(1000)], "run_id": "binary",
+                         "purchase_likelihood": p[:, 0], "churn_risk": p[:, 1], "predicted_clv": p[:, 2]})
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        copy_rows_binary(cur, rows, "predictions")
+        cur.execute("SELECT scored_for, client_id, model_version, purchase_likelihood, churn_risk, predicted_clv "
+                    "FROM predictions WHERE run_id = 'binary'")
+        back = pd.DataFrame(cur.fetchall(), columns=["d", "client_id", "v", "p", "c", "clv"]).set_index("client_id")
+        back = back.loc[rows["client_id"]]
+        assert (back["d"] == dt.date(1999, 12, 31)).all() and (back["v"] == 1).all()
+        assert np.array_equal(back[["p", "c", "clv"]].to_numpy(float), p)
+        cur.execute("SAVEPOINT s")
+        with pytest.raises(ValueError, match="nulls"):
+            copy_rows_binary(cur, rows.assign(churn_risk=np.nan), "predictions")
+        with pytest.raises(TypeError, match="created_at"):
+            copy_rows_binary(cur, rows.assign(created_at=pd.Timestamp("2025-01-01")), "predictions")
+    finally:
+        raw.rollback()
+        raw.close()
