@@ -65,7 +65,7 @@ class MultiTargetModel(BaseEstimator):
 
 def to_dense(X):
     """Dense float32 copy of a (possibly sparse) matrix, for estimators that need dense input."""
-    return X.toarray().astype(np.float32) if sp.issparse(X) else np.asarray(X, dtype=np.float32)
+    return X.astype(np.float32).toarray() if sp.issparse(X) else np.asarray(X, dtype=np.float32)
 
 
 _HGB = dict(learning_rate=0.08, max_iter=250, max_leaf_nodes=15, min_samples_leaf=80, l2_regularization=1.0,
