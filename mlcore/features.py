@@ -36,8 +36,11 @@ class History:
 
     @functools.cached_property
     def concept_codes(self) -> tuple[np.ndarray, pd.Index]:
-        """Each concept row's integer code and the concept ids they index (factorised once, shared)."""
-        codes, names = pd.factorize(self.concepts["concept_id"])
+        """Each concept row's integer code and the concept ids they index, sorted (factorised once, shared).
+
+        Sorted, so that per-sample sums over concepts add in the same order whatever else the history holds.
+        """
+        codes, names = pd.factorize(self.concepts["concept_id"], sort=True)
         return codes.astype(np.int64), pd.Index(names.astype(str))
 
     def concept_codes_in(self, concepts: pd.Index) -> np.ndarray:

@@ -42,10 +42,13 @@ def read_outcomes(engine: sa.Engine, until: dt.date) -> pd.DataFrame:
 
 
 # One query for scoring: each note of the clients once (with a number and its age), joined with its
-# concepts (a note without concepts gives one row with an empty concept).
+# concepts (a note without concepts gives one row with an empty concept). Notes are numbered in
+# (client, date, note_id) order, whatever plan the chunk gets, so that the features' sums add in the
+# same order in any partition (the index on (client_id, date) leaves only an incremental sort).
 _HISTORY = """
     SELECT n.client_id, n.note, n.age, c.concept_id, c.confidence
-    FROM (SELECT note_id, client_id, CAST(%(as_of)s AS date) - date AS age, row_number() OVER () AS note
+    FROM (SELECT note_id, client_id, CAST(%(as_of)s AS date) - date AS age,
+                 row_number() OVER (ORDER BY client_id, date, note_id) AS note
           FROM notes WHERE date <= %(as_of)s{where_n}) n
     LEFT JOIN note_concepts c ON c.note_id = n.note_id{on_c}"""
 
@@ -74,7 +77,10 @@ def history_as_of(engine: sa.Engine, clients: pd.Series, as_of: dt.date, lo=None
     row = position[rows["client_id"].cat.codes.to_numpy()] if len(rows) else np.zeros(0, dtype=np.int64)
     if (row < 0).any():
         raise ValueError("the notes read include clients that are not among the samples")
-    frame = pd.DataFrame({"row": row, "note": rows["note"].to_numpy(), "age": rows["age"].to_numpy()})
+    # Rows in (note, concept id) order: the join's own order depends on the plan, i.e. on the chunk.
+    order = np.lexsort((rows["concept_id"].cat.codes.to_numpy(), rows["note"].to_numpy()))
+    rows = rows.take(order)
+    frame = pd.DataFrame({"row": row[order], "note": rows["note"].to_numpy(), "age": rows["age"].to_numpy()})
     first = ~frame["note"].duplicated().to_numpy()
     has = rows["concept_id"].notna().to_numpy()
     notes = frame[first].sort_values(["row", "age"], kind="stable").reset_index(drop=True)

@@ -188,7 +188,7 @@ def test_partitioned_scoring_equals_single_partition_and_is_checked(trained):
             frames[n_parts] = pd.read_sql(sa.text(
                 "SELECT client_id, model_version, purchase_likelihood, churn_risk, predicted_clv FROM predictions "
                 "WHERE tier = 'elite' AND scored_for = :d ORDER BY client_id"), conn, params={"d": last})
-    pd.testing.assert_frame_equal(frames[1], frames[4])
+    pd.testing.assert_frame_equal(frames[1], frames[4], check_exact=True)      # bit for bit
     assert count(engine, "prediction_batches") == 0
 
 
