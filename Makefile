@@ -31,6 +31,7 @@ test: install
 
 # Scale benchmark (10k, 100k, 1M clients): table on stdout, figures in bench/results/suite.json.
 bench: install
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/suite.py
 
 bench-quality: install
