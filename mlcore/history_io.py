@@ -78,7 +78,9 @@ def history_as_of(engine: sa.Engine, clients: pd.Series, as_of: dt.date, lo=None
     if (row < 0).any():
         raise ValueError("the notes read include clients that are not among the samples")
     # Rows in (note, concept id) order: the join's own order depends on the plan, i.e. on the chunk.
-    order = np.lexsort((rows["concept_id"].cat.codes.to_numpy(), rows["note"].to_numpy()))
+    # (note, concept) is unique (a note without concepts has code -1), so one integer key sorts them.
+    k = len(rows["concept_id"].cat.categories) + 1
+    order = np.argsort(rows["note"].to_numpy() * k + rows["concept_id"].cat.codes.to_numpy())
     rows = rows.take(order)
     frame = pd.DataFrame({"row": row[order], "note": rows["note"].to_numpy(), "age": rows["age"].to_numpy()})
     first = ~frame["note"].duplicated().to_numpy()
