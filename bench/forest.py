@@ -11,18 +11,9 @@ Usage: CLIENT_SCORING_HOME=var/bench python bench/forest.py --url postgresql+psy
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 
-
-def _median_s(fn, repeats: int) -> float:
-    walls = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        walls.append(time.perf_counter() - t0)
-    return statistics.median(walls)
+from timing import median_seconds  # bench/timing.py (this script's folder is on sys.path)
 
 
 def main() -> int:
@@ -57,9 +48,9 @@ def main() -> int:
     for name, est in boosting.items():
         X = est._dense(features)
         trees = len(est.forest_.roots)
-        skl = _median_s(lambda: est.model_._raw_predict(X), args.repeats)
-        one = _median_s(lambda: est.forest_.raw(X, n_threads=1), args.repeats)
-        alln = _median_s(lambda: est.forest_.raw(X), args.repeats)
+        skl = median_seconds(lambda: est.model_._raw_predict(X), args.repeats)
+        one = median_seconds(lambda: est.forest_.raw(X, n_threads=1), args.repeats)
+        alln = median_seconds(lambda: est.forest_.raw(X), args.repeats)
         diff = np.abs(est.model_._raw_predict(X).ravel() - est.forest_.raw(X)).max()
         print(f"{name:9s} {trees:5d} {skl:12.3f}s {one:11.3f}s {alln:8.3f}s "
               f"{skl / len(X) / trees * 1e9:8.1f} vs {one / len(X) / trees * 1e9:6.1f} {skl / alln:8.1f}x "

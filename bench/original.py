@@ -29,6 +29,7 @@ from sklearn.preprocessing import MaxAbsScaler
 
 from mlcore.evaluation import evaluate, headline
 from mlcore.features import ActivityStats, History
+from timing import median_seconds  # bench/timing.py (this script's folder is on sys.path)
 
 
 def concept_documents(history: History) -> list[str]:
@@ -81,15 +82,6 @@ class OriginalElite(BaseEstimator):
                                 np.clip(self.clv_.predict(X), 0, None)])
 
 
-def _time(fn, repeats: int = 3) -> float:
-    walls = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        walls.append(time.perf_counter() - t0)
-    return statistics.median(walls)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", type=int, default=50_000, help="synthetic world size (labelled clients)")
@@ -135,7 +127,7 @@ def main() -> int:
     walls = {name: [] for name in models}
     for _ in range(args.repeats):
         for name, model in models.items():
-            walls[name].append(_time(lambda: model.predict(scoring), repeats=1))
+            walls[name].append(median_seconds(lambda: model.predict(scoring), repeats=1))
     for name, runs in walls.items():
         wall = statistics.median(runs)
         results["models"][name].update(score_s=round(wall, 3), score_runs_s=[round(w, 3) for w in runs],
