@@ -4,7 +4,10 @@ ARG PYTHON_VERSION=3.11
 FROM apache/airflow:${AIRFLOW_VERSION}-python${PYTHON_VERSION}
 
 ARG AIRFLOW_VERSION
+# NUMBA_CACHE_DIR: the compiled tree kernel (mlcore/forest.py) is cached in the writable state
+# folder rather than beside the installed package (which may be read-only for the worker).
 ENV CLIENT_SCORING_HOME=/opt/client-scoring/var \
+    NUMBA_CACHE_DIR=/opt/client-scoring/var/numba-cache \
     PYTHONPATH=/opt/airflow/plugins
 
 WORKDIR /opt/client-scoring
