@@ -34,11 +34,20 @@ def read_notes(engine: sa.Engine, as_of: dt.date, lo: str | None = None, hi: str
     return notes, concepts
 
 
-def read_outcomes(engine: sa.Engine, until: dt.date) -> pd.DataFrame:
-    """Outcome log rows dated on or before ``until``."""
+def read_outcomes(engine: sa.Engine, until: dt.date, clients: list[str] | None = None) -> pd.DataFrame:
+    """Outcome log rows dated on or before ``until``, optionally only those of ``clients``."""
+    where, params = "", {"until": until}
+    if clients is not None:
+        where, params["clients"] = " AND client_id = ANY(%(clients)s)", list(clients)
     return read_frame(engine, "SELECT client_id, date, purchased, churned, lifetime_value FROM outcomes "
-                              "WHERE date <= %(until)s ORDER BY date, client_id", {"until": until},
+                              f"WHERE date <= %(until)s{where} ORDER BY date, client_id", params,
                       dtype={"client_id": str}, parse_dates=["date"])
+
+
+def outcome_clients(engine: sa.Engine, until: dt.date) -> pd.Series:
+    """The distinct clients of the outcome log rows dated on or before ``until``."""
+    return read_frame(engine, "SELECT DISTINCT client_id FROM outcomes WHERE date <= %(until)s",
+                      {"until": until}, dtype={"client_id": str})["client_id"]
 
 
 # One query for scoring: each note of the clients once (with a number and its age), joined with its

@@ -24,7 +24,7 @@ from mlcore.config import Settings
 from mlcore.evaluation import evaluate, headline
 from mlcore.exceptions import InputDataError
 from mlcore.features import History, build_history
-from mlcore.history_io import read_notes, read_outcomes
+from mlcore.history_io import outcome_clients, read_notes, read_outcomes
 from mlcore.registry import ModelVersion, Registry
 from mlcore.tiers import TARGETS, make_pipeline_for
 
@@ -125,10 +125,9 @@ def train_tier(engine: sa.Engine, settings: Settings, tier: str, as_of: dt.date 
             raise InputDataError("cannot train: the outcomes table is empty; load outcomes with "
                                  "`mlcore ingest outcomes PATH` first.")
     H = settings.horizon_days
-    outcomes = read_outcomes(engine, as_of)
-    sample = sample_clients(outcomes["client_id"], settings.train_max_clients, random_state)
-    if sample is not None:
-        outcomes = outcomes[outcomes["client_id"].isin(sample)].reset_index(drop=True)
+    # The sample is drawn from the distinct clients, so only its own outcome rows are ever read.
+    sample = sample_clients(outcome_clients(engine, as_of), settings.train_max_clients, random_state)
+    outcomes = read_outcomes(engine, as_of, clients=sample)
     notes, concepts = read_notes(engine, as_of - dt.timedelta(days=H), clients=sample)
     ts = training_set(outcomes, notes, concepts, H)
     if reason == "drift":

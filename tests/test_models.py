@@ -15,7 +15,7 @@ from pg import count, fresh_database
 from mlcore.config import Settings
 from mlcore.exceptions import ArtifactIntegrityError, InputDataError, ModelNotFoundError
 from mlcore.features import ActivityStats
-from mlcore.history_io import history_as_of
+from mlcore.history_io import history_as_of, outcome_clients, read_outcomes
 from mlcore.ingest import ingest_file
 from mlcore.registry import Registry
 from mlcore.scoring import score
@@ -211,6 +211,12 @@ def test_training_on_a_client_sample_uses_only_those_clients(trained):
     assert len(sample) == len(set(sample)) == 1200 and set(sample) <= set(ids)
     assert sample == training.sample_clients(ids, 1200, random_state=3)          # fixed for a seed
     assert training.sample_clients(ids, 5000) is None
+    # Only the sample's outcome rows are read, in the same order as the whole log's.
+    every = read_outcomes(engine, last)
+    assert sorted(outcome_clients(engine, last)) == sorted(every["client_id"].unique())
+    some = training.sample_clients(outcome_clients(engine, last), 100)
+    pd.testing.assert_frame_equal(read_outcomes(engine, last, clients=some),
+                                  every[every["client_id"].isin(some)].reset_index(drop=True))
     small = dataclasses.replace(settings, train_max_clients=1000, n_bootstrap=10)
     res = train_tier(engine, small, "fast", as_of=last)
     assert 0 < res.n_train < results["fast"].n_train * 0.75
