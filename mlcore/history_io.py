@@ -15,16 +15,27 @@ _CONCEPTS = ("SELECT c.note_id, c.concept_id, c.confidence FROM note_concepts c 
              "WHERE n.date <= %(as_of)s{where}")
 
 
-def read_notes(engine: sa.Engine, as_of: dt.date, lo: str | None = None, hi: str | None = None,
-               clients: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Notes and concepts dated on or before ``as_of``, optionally for a client range or list."""
-    where, params = "", {"as_of": as_of}
+def _client_filter(params: dict, lo: str | None = None, hi: str | None = None,
+                   clients: list[str] | None = None) -> str:
+    """``AND`` conditions keeping ``{p}client_id`` in ``[lo, hi]`` and/or in ``clients``.
+
+    Adds the conditions' parameters to ``params``.
+    """
+    where = ""
     if lo is not None:
         where += " AND {p}client_id >= %(lo)s AND {p}client_id <= %(hi)s"
         params.update(lo=lo, hi=hi)
     if clients is not None:
         where += " AND {p}client_id = ANY(%(clients)s)"
         params["clients"] = list(clients)
+    return where
+
+
+def read_notes(engine: sa.Engine, as_of: dt.date, lo: str | None = None, hi: str | None = None,
+               clients: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Notes and concepts dated on or before ``as_of``, optionally for a client range or list."""
+    params = {"as_of": as_of}
+    where = _client_filter(params, lo, hi, clients)
     notes = read_frame(engine, _NOTES.format(where=where.format(p="")), params,
                        dtype={"note_id": str, "client_id": str}, parse_dates=["date"])
     # The client condition on both sides lets the planner reach notes by client, not scan them by date.
@@ -36,9 +47,8 @@ def read_notes(engine: sa.Engine, as_of: dt.date, lo: str | None = None, hi: str
 
 def read_outcomes(engine: sa.Engine, until: dt.date, clients: list[str] | None = None) -> pd.DataFrame:
     """Outcome log rows dated on or before ``until``, optionally only those of ``clients``."""
-    where, params = "", {"until": until}
-    if clients is not None:
-        where, params["clients"] = " AND client_id = ANY(%(clients)s)", list(clients)
+    params = {"until": until}
+    where = _client_filter(params, clients=clients).format(p="")
     return read_frame(engine, "SELECT client_id, date, purchased, churned, lifetime_value FROM outcomes "
                               f"WHERE date <= %(until)s{where} ORDER BY date, client_id", params,
                       dtype={"client_id": str}, parse_dates=["date"])
@@ -69,12 +79,7 @@ def history_as_of(engine: sa.Engine, clients: pd.Series, as_of: dt.date, lo=None
     clients with notes in that range); otherwise by the list of ids.
     """
     params = {"as_of": as_of}
-    if lo is not None:
-        where = " AND {p}client_id >= %(lo)s AND {p}client_id <= %(hi)s"
-        params.update(lo=lo, hi=hi)
-    else:
-        where = " AND {p}client_id = ANY(%(clients)s)"
-        params["clients"] = list(clients)
+    where = _client_filter(params, lo, hi) if lo is not None else _client_filter(params, clients=clients)
     # The client condition on the concepts too (in the join, so notes without concepts stay) lets the
     # planner reach them by client.
     sql = _HISTORY.format(where_n=where.format(p=""), on_c=where.format(p="c."))

@@ -125,8 +125,10 @@ def train_tier(engine: sa.Engine, settings: Settings, tier: str, as_of: dt.date 
             raise InputDataError("cannot train: the outcomes table is empty; load outcomes with "
                                  "`mlcore ingest outcomes PATH` first.")
     H = settings.horizon_days
-    # The sample is drawn from the distinct clients, so only its own outcome rows are ever read.
-    sample = sample_clients(outcome_clients(engine, as_of), settings.train_max_clients, random_state)
+    # A sample is drawn from the distinct clients, so only its own outcome rows are ever read.
+    sample = None
+    if settings.train_max_clients is not None:
+        sample = sample_clients(outcome_clients(engine, as_of), settings.train_max_clients, random_state)
     outcomes = read_outcomes(engine, as_of, clients=sample)
     notes, concepts = read_notes(engine, as_of - dt.timedelta(days=H), clients=sample)
     ts = training_set(outcomes, notes, concepts, H)
