@@ -50,10 +50,10 @@ print(json.dumps({"rows": len(df), "load_s": load, "realized_performance_s": per
 '''
 
 
-def export(url: str, path: Path, days: int, tier: str = "elite") -> tuple[int, float]:
-    """The rows our drift check matches (outcome x latest prediction H days before), as CSV.
+def matched_rows(url: str, days: int, tier: str = "elite") -> tuple[pd.DataFrame, float]:
+    """The rows our drift check matches (outcome x latest prediction H days before).
 
-    Returns the row count and the seconds the read from Postgres took (what NannyML would need too).
+    Returns them and the seconds their read from Postgres took (what NannyML would need too).
     """
     from mlcore import db
     from mlcore.config import Settings
@@ -72,9 +72,7 @@ def export(url: str, path: Path, days: int, tier: str = "elite") -> tuple[int, f
     frame = db.read_frame(engine, sql, {"tier": tier, "version": version, "h": s.horizon_days,
                                         "tol": s.drift_match_days, "start": end - dt.timedelta(days=days), "end": end,
                                         "parts": 1, "part": 0})
-    read_s = time.perf_counter() - t0
-    frame.to_csv(path, index=False)
-    return len(frame), read_s
+    return frame, time.perf_counter() - t0
 
 
 def main() -> int:
@@ -90,7 +88,10 @@ def main() -> int:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "nannyml==0.13.1", "statsmodels"], check=True)  # an undeclared import of nannyml
     data = venv.parent / "matched.csv"
-    n, _ = export(args.url, data, args.days)
+    matched, _ = matched_rows(args.url, args.days)
+    matched.to_csv(data, index=False)
+    n = len(matched)
+    del matched
 
     from mlcore import db
     from mlcore.config import Settings
@@ -109,7 +110,7 @@ def main() -> int:
     half = frame["date"] < frame["date"].sort_values().iloc[len(frame) // 2]
     ours, theirs, in_memory, reads = [], [], [], []
     for _ in range(args.repeats):
-        reads.append(export(args.url, data, args.days)[1])
+        reads.append(matched_rows(args.url, args.days)[1])
         t0 = time.perf_counter()      # the same in-memory work NannyML does: metrics with intervals, score drift
         evaluate(Y, P, n_boot=200, max_resample=10_000)
         for col in ("purchase_likelihood", "churn_risk"):

@@ -3,8 +3,8 @@
 On the Elite champion's trees, scikit-learn's predictor costs 50-60 ns per row per tree with its
 two OpenMP threads; one compiled loop over the same nodes costs 15-23 ns on one thread, 4-5x
 faster with both (``bench/forest.py``). :class:`CompiledForest` holds the nodes of every tree in
-flat arrays and returns the raw score (baseline plus the sum of the leaves), the quantity scikit-learn feeds its inverse link,
-so the outputs equal scikit-learn's to float rounding.
+flat arrays and returns the raw score (baseline plus the sum of the leaves), the quantity
+scikit-learn feeds its inverse link, so the outputs equal scikit-learn's to float rounding.
 """
 from __future__ import annotations
 
