@@ -57,7 +57,7 @@ def matched_rows(url: str, days: int, tier: str = "elite") -> tuple[pd.DataFrame
     """
     from mlcore import db
     from mlcore.config import Settings
-    from mlcore.drift import _MATCHED
+    from mlcore.monitoring import _MATCHED
 
     s = Settings.from_env(database_url=url)
     engine = db.make_engine(url)
@@ -95,7 +95,7 @@ def main() -> int:
 
     from mlcore import db
     from mlcore.config import Settings
-    from mlcore.drift import check_tier
+    from mlcore.monitoring import check_tier
     import sqlalchemy as sa
     engine = db.make_engine(args.url)
     with engine.connect() as conn:

@@ -225,7 +225,7 @@ def step_prepare_drift_matched(url: str, target: int = 1_000_000) -> dict:
 
 @timed
 def step_drift(url: str, days: int = 30) -> dict:
-    from mlcore.drift import check_tier
+    from mlcore.monitoring import check_tier
 
     engine = _engine(url)
     res = check_tier(engine, _settings(url, drift_window_days=days), "elite", _last_day(engine))

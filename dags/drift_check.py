@@ -1,17 +1,22 @@
 """
 ### Drift check
 
-Runs daily at 06:00 UTC **and** whenever new outcomes land (outcomes Asset). For each tier's
-champion it matches the outcomes of the last `CLIENT_SCORING_DRIFT_WINDOW_DAYS` days with the
-predictions made H days before them, computes live AUC, accuracy, Brier, CLV MAE and R² with
-bootstrap intervals, compares them with the model's validation baseline and decides with an
-anti-flapping rule (2 of the last 3 checks in breach opens an episode; 2 clean checks close it).
-Too few matured outcomes is `insufficient_data`, never `ok`. Every check is a row in
-`drift_checks`, with score PSI and concept-mix drift as diagnostics.
+Runs daily at 06:00 UTC **and** whenever new outcomes land (outcomes Asset). For each tier it
+matches the outcomes of the last `CLIENT_SCORING_DRIFT_WINDOW_DAYS` days with the predictions the
+tier **served** H days before them, whichever model version made each one, and compares the live
+AUC (within each version, weighted by its share of the matches) with the validation AUC of those
+same versions. A promotion never makes the check blind: it watches what was served.
+Anti-flapping: 2 of the last 3 checks in breach opens an episode; 2 clean checks close it. Too few
+matured outcomes is `insufficient_data`, never `ok`.
 
-A new episode raises one alert (table `alerts`, e-mail and webhook); its retraining request
-(the drift Asset, which schedules `weekly_retrain`) follows once labels since the drift exist,
-at most once per cooldown.
+For the predictions too young to have outcomes (the newest model's first H days) the check
+**estimates** the AUC from the calibrated probabilities (CBPE) and compares it with the same
+estimate on the validation window. An estimated drop raises one *warning* per episode, never a
+retraining; a poorly calibrated model's estimate is shown but decides nothing.
+
+A new realized episode raises one alert (table `alerts`, e-mail and webhook); its retraining
+request (the drift Asset, which schedules `weekly_retrain`) follows once labels since the drift
+exist, at most once per cooldown. `mlcore drift check --tier T --date D` runs the same check.
 """
 from __future__ import annotations
 
@@ -38,51 +43,39 @@ def drift_check():
         import dataclasses
 
         from client_scoring.wiring import engine, logical_day, settings
-        from mlcore.drift import check_tier, retrain_since
+        from mlcore.monitoring import alerts_for, check_tier, summary
 
         s = settings()
-        eng = engine(s)
-        result = check_tier(eng, s, tier, logical_day(get_current_context()), get_current_context()["run_id"])
+        context = get_current_context()
+        result = check_tier(engine(s), s, tier, logical_day(context), context["run_id"])
         if result is None:
             return None
-        out = {k: v for k, v in dataclasses.asdict(result).items() if k not in ("live", "baseline", "diagnostics")}
-        out.update(check_date=str(result.check_date), wants_alert=result.wants_alert,
-                   wants_retrain=result.wants_retrain, live_auc={t: result.live[t]["auc"]["value"]
-                                                                 for t in ("purchase", "churn")} if result.live else {},
-                   baseline_auc={t: result.baseline[t]["auc"]["value"] for t in ("purchase", "churn")})
-        if result.wants_retrain:
-            out["since"] = str(retrain_since(eng, result.episode_id, s.drift_window_days))
-        return out
+        return {**summary(result), "alerts": [dataclasses.asdict(a) for a in alerts_for(result)]}
 
     @task
-    def alert(results: list[dict | None]) -> list[int]:
-        """One alert per new drift episode (repeats of the same episode are suppressed)."""
+    def alert(results: list[dict | None]) -> list[str]:
+        """One alert per new drift episode and one warning per new estimated episode (repeats suppressed)."""
         from client_scoring.notifier import ClientScoringNotifier
 
         raised = []
         for r in filter(None, results[:]):  # one slice read, not an item-by-item walk past the end
-            if r["wants_alert"]:
-                ClientScoringNotifier(
-                    kind="drift", tier=r["tier"], dedup_key=f"drift:{r['tier']}:{r['episode_id']}",
-                    title=f"Drift: {r['tier']} v{r['model_version']} live AUC below its baseline on {r['check_date']}",
-                    payload={k: r[k] for k in ("tier", "model_version", "check_date", "n", "decision", "action",
-                                               "episode_id", "live_auc", "baseline_auc")},
-                ).notify(get_current_context())
-                raised.append(r["episode_id"])
+            for a in r["alerts"]:
+                ClientScoringNotifier(kind=a["kind"], tier=a["tier"], dedup_key=a["dedup_key"], title=a["title"],
+                                      payload=a["payload"]).notify(get_current_context())
+                raised.append(a["dedup_key"])
         return raised
 
     @task(outlets=[DRIFT])
-    def request_retrain(results: list[dict | None], alerted: list[int]) -> list[str]:
+    def request_retrain(results: list[dict | None], alerted: list[str]) -> list[str]:
         """Emit the drift Asset (which schedules weekly_retrain) for tiers whose episode is due a retraining."""
         from airflow.sdk.exceptions import AirflowSkipException
+
+        from mlcore.drift import retrain_request
 
         due = [r for r in filter(None, results[:]) if r["wants_retrain"]]
         if not due:
             raise AirflowSkipException("no tier is due a drift retraining")
-        events = get_current_context()["outlet_events"][DRIFT]
-        r = due[0]
-        events.extra = {"tier": r["tier"], "as_of": r["check_date"], "since": r["since"],
-                        "episode_id": r["episode_id"], "tiers": [d["tier"] for d in due]}
+        get_current_context()["outlet_events"][DRIFT].extra = retrain_request(due)
         return [d["tier"] for d in due]
 
     results = check.expand(tier=["elite", "fast"])

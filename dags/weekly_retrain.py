@@ -6,8 +6,8 @@ and Elite tiers in parallel mapped tasks with `mlcore.training.train_tier`, appl
 gate (a candidate becomes champion unless it is worse than the current one on the same holdout by
 more than the margin), records the reason (`schedule`, `drift`, `manual`) and emits the champions Asset.
 
-A drift-triggered run retrains the tiers named in the drift event, weighting the outcomes logged
-since the drift began. Params override everything: `tiers`, `as_of` (default: the run's day),
+A drift-triggered run retrains the tiers named in the drift event, each weighting the outcomes
+logged since its own drift began. Params override everything: `tiers`, `as_of` (default: the run's day),
 `reason`, `since`.
 """
 from __future__ import annotations
@@ -38,22 +38,14 @@ from client_scoring.wiring import default_args
 def weekly_retrain():
     @task
     def resolve(params=None) -> list[dict]:
-        """Decide tiers, as-of date and reason from the params, the triggering drift events or the schedule."""
+        """Decide tiers, as-of date, reason and drift start per tier (mlcore.drift.retrain_plan)."""
         from client_scoring.wiring import logical_day
+        from mlcore.drift import retrain_plan
 
         context = get_current_context()
-        events = [e for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
-        drift = [e.extra for e in events if e.extra and e.extra.get("tier")]
-        run_type = str(getattr(context["dag_run"], "run_type", ""))
-        reason = params["reason"] or ("drift" if drift else "schedule" if "scheduled" in run_type else "manual")
-        tiers = params["tiers"]
-        since = {t: params["since"] for t in tiers}
-        as_of = params["as_of"] or str(logical_day(context))
-        if drift and not params["reason"]:
-            since = {t: d.get("since") for d in drift for t in d.get("tiers", [d["tier"]])}
-            tiers = sorted(since)
-            as_of = params["as_of"] or max(d["as_of"] for d in drift)
-        return [{"tier": t, "as_of": as_of, "reason": reason, "since": since.get(t)} for t in tiers]
+        events = [e.extra for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
+        return retrain_plan(dict(params), events, str(getattr(context["dag_run"], "run_type", "")),
+                            logical_day(context))
 
     @task(map_index_template="{{ task.op_kwargs['spec']['tier'] }}")
     def train(spec: dict) -> dict:

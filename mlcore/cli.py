@@ -1,4 +1,4 @@
-"""The ``mlcore`` command line: db, ingest, synth, train, score, models, promote, demo."""
+"""The ``mlcore`` command line: db, ingest, synth, train, score, models, promote, drift, demo."""
 from __future__ import annotations
 
 import argparse
@@ -96,6 +96,42 @@ def cmd_promote(args, settings):
     print(f"{mv.tier} v{mv.version} is now the champion")
 
 
+def cmd_drift(args, settings):
+    from mlcore import monitoring
+    engine = _engine(settings)
+    if args.action == "history":
+        frame = monitoring.history(engine, args.tier)
+        print(frame.tail(args.last).to_string(index=False) if len(frame) else "no drift checks yet")
+        return
+    if args.date is None:
+        raise ConfigError("`mlcore drift check` needs --date (the check's day, e.g. --date 2025-06-30).")
+    from mlcore.alerts import mark_recorded_only, raise_alert
+    for tier in ([args.tier] if args.tier else ["elite", "fast"]):
+        result = monitoring.check_tier(engine, settings, tier, args.date, run_id=f"cli__{dt.datetime.now():%Y%m%dT%H%M%S}")
+        if result is None:
+            print(f"{tier}: no champion and no served predictions; nothing to check")
+            continue
+        s = monitoring.summary(result)
+        live = ", ".join(f"{t} {v:.3f}" for t, v in s["live_auc"].items() if v is not None) or "—"
+        base = ", ".join(f"{t} {v:.3f}" for t, v in s["baseline_auc"].items() if v is not None) or "—"
+        est = ", ".join(f"{t} {v:.3f}" for t, v in s["estimated_auc"].items() if v is not None) or "—"
+        print(f"{tier} {args.date}: {s['decision']} (action {s['action']}), n={s['n']} from versions "
+              f"{s['served_versions'] or '—'}; live AUC {live} vs baseline {base}; "
+              f"estimated AUC (no labels yet) {est}: {s['estimate_decision']} (action {s['estimate_action']})")
+        for spec in monitoring.alerts_for(result):
+            alert = raise_alert(engine, spec.kind, spec.dedup_key, spec.title, spec.payload, spec.tier)
+            mark_recorded_only(engine, alert.id)
+            print(f"  {'recorded' if alert.new else 'already recorded'} alert {alert.id}: {spec.title}")
+        if result.wants_retrain:
+            hint = f"mlcore train --tier {tier} --reason drift --as-of {args.date} --since {result.since}"
+            if args.retrain:
+                from mlcore.training import train_tier
+                res = train_tier(engine, settings, tier, args.date, "drift", since=result.since)
+                print(f"  drift retraining: {tier} v{res.model.version}, {res.gate['why']}")
+            else:
+                print(f"  a drift retraining is due: `{hint}` (or add --retrain)")
+
+
 def cmd_demo(args, settings):
     from mlcore.demo import run_demo
     run_demo(settings, clients=args.clients, seed=args.seed)
@@ -145,6 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tier", choices=["fast", "elite"], required=True)
     s.add_argument("--version", type=int, required=True)
     s.set_defaults(func=cmd_promote)
+
+    s = sub.add_parser("drift", help="drift checks: run one (as the drift_check DAG does) or list them")
+    s.add_argument("action", choices=["check", "history"])
+    s.add_argument("--tier", choices=["fast", "elite"], default=None, help="default: both tiers")
+    s.add_argument("--date", type=_date, default=None, help="the check's day (check only)")
+    s.add_argument("--retrain", action="store_true", help="check only: run the drift retraining when one is due")
+    s.add_argument("--last", type=int, default=30, help="history only: the newest this many checks")
+    s.set_defaults(func=cmd_drift)
 
     s = sub.add_parser("demo", help="the main job: synthetic world -> ingest -> train both tiers -> score")
     s.add_argument("--clients", type=int, default=20_000)

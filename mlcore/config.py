@@ -29,6 +29,8 @@ class Settings:
         drift_retrain_delay_days: Days between opening a drift episode and its retraining (labels to learn from).
         drift_valid_days: Validation window of a drift-triggered retraining (trained without embargo).
         drift_recent_weight: Weight of outcomes logged since the drift began, in a drift retraining.
+        estimate_max_ece: Above this expected calibration error (on the validation window) the label-free
+            performance estimate of a classifier is shown but decides nothing.
         train_max_clients: Train on the outcomes of at most this many clients (a fixed random sample);
             None trains on all. Bounds retraining time and memory on large client bases.
     """
@@ -49,6 +51,7 @@ class Settings:
     drift_retrain_delay_days: int = 12
     drift_valid_days: int = 3
     drift_recent_weight: float = 20.0
+    estimate_max_ece: float = 0.05
     train_max_clients: int | None = None
 
     def __post_init__(self):
@@ -61,6 +64,8 @@ class Settings:
             raise ConfigError(f"embargo_days must be >= 0, got {self.embargo_days!r}.")
         if self.train_max_clients is not None and self.train_max_clients < 1000:
             raise ConfigError(f"train_max_clients must be at least 1000 (or unset), got {self.train_max_clients!r}.")
+        if not 0 < self.estimate_max_ece <= 1:
+            raise ConfigError(f"estimate_max_ece must be in (0, 1], got {self.estimate_max_ece!r}.")
         if not 0 <= self.promotion_margin < 1:
             raise ConfigError(f"promotion_margin must be in [0, 1), got {self.promotion_margin!r}.")
 

@@ -21,7 +21,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from mlcore.config import Settings
-from mlcore.evaluation import evaluate, headline
+from mlcore.estimation import expected_auc
+from mlcore.evaluation import CLASSIFIERS, calibration, evaluate, headline
 from mlcore.exceptions import InputDataError
 from mlcore.features import History, build_history
 from mlcore.history_io import outcome_clients, read_notes, read_outcomes
@@ -150,6 +151,7 @@ def train_tier(engine: sa.Engine, settings: Settings, tier: str, as_of: dt.date 
     pred = pipeline.predict(hold)
     metrics = evaluate(ts.y[valid], pred, reference=ts.y[train], n_boot=settings.n_bootstrap,
                        random_state=random_state)
+    add_monitoring_reference(metrics, ts.y[valid], pred)
     log.info("%s trained on %d rows in %.1fs; holdout %s", tier, len(train), fit_seconds, headline(metrics))
 
     registry = Registry(engine, settings.model_store)
@@ -162,6 +164,17 @@ def train_tier(engine: sa.Engine, settings: Settings, tier: str, as_of: dt.date 
     else:
         registry.record_gate(tier, model.version, gate)
     return TrainResult(model, gate["promote"], gate, metrics, fit_seconds, len(train), len(valid))
+
+
+def add_monitoring_reference(metrics: dict, y: np.ndarray, pred: np.ndarray) -> dict:
+    """Add what monitoring compares live scores with to each classifier's validation ``metrics``:
+    the reliability table and ECE, the label-free AUC estimate, and the deciles of the scores."""
+    for target, col in CLASSIFIERS.items():
+        cal = calibration(y[:, col], pred[:, col])
+        cal["estimated_auc"] = round(expected_auc(pred[:, col]), 6)
+        metrics[target]["calibration"] = cal
+        metrics[target]["score_deciles"] = [round(float(q), 6) for q in np.quantile(pred[:, col], np.linspace(0, 1, 11))]
+    return metrics
 
 
 def promotion_gate(metrics: dict, champion: ModelVersion | None, registry: Registry, hold: History,

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from mlcore.alerts import raise_alert
 from mlcore.config import Settings
-from mlcore.drift import check_tier
+from mlcore.monitoring import check_tier
 from mlcore.ingest import ingest_file
 from mlcore.scoring import score
 from mlcore.synth import WorldSpec, write_world

@@ -119,7 +119,7 @@ def test_both_forms_of_the_drift_match_give_the_same_rows(populated):
     """The drift check picks a probe or a join by the planner's estimates; both must match the same rows."""
     import datetime as dt
 
-    from mlcore import drift
+    from mlcore import monitoring as drift
     engine, settings, checks = populated
     end = checks[-1].check_date
     params = {"tier": "elite", "version": checks[-1].model_version, "h": settings.horizon_days,
@@ -141,7 +141,7 @@ def test_concept_mix_diagnostic_matches_the_world_files_and_its_sample_stays_clo
 
     import numpy as np
 
-    from mlcore import drift
+    from mlcore import monitoring as drift
     engine, _, checks = populated
     end = checks[-1].check_date
     notes = pd.read_csv(small_world / "notes.csv", dtype={"note_id": str}, parse_dates=["date"])

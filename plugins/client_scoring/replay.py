@@ -3,7 +3,8 @@
 A synthetic world with a drift day is cut into daily CSV drops. History up to the start day is
 ingested and both tiers are trained through the DAGs; then, for each simulated day, the day's
 drops land in the inbox and the day runs like production: ``ingest_inbox``,
-``fast_scoring_on_upload``, ``nightly_elite_scoring`` and ``drift_check``, each a real DAG run
+``fast_scoring_on_upload``, ``weekly_retrain`` on Sundays (its cron slot), ``nightly_elite_scoring``
+and ``drift_check``, each a real DAG run
 (``dag.test()`` on a migrated metadata database). When a drift check emits the drift Asset, the
 replay does what the scheduler would do and runs ``weekly_retrain`` for it.
 
@@ -41,6 +42,7 @@ class Scenario:
     last_day: int = 352
     partitions: int = 1
     via_inbox: bool = True
+    weekly: bool = True
 
 
 def airflow_env(metadata_url: str, home: Path) -> dict[str, str]:
@@ -168,6 +170,11 @@ def replay(engine: sa.Engine, scenario: Scenario, workdir: Path, echo=print) -> 
                 run_dag("fast_scoring_on_upload", today, {"clients": uploaded})
         else:
             load_direct(engine, frames, i, i, workdir / "direct", today.isoformat())
+        if scenario.weekly and today.weekday() == 6:
+            # weekly_retrain's cron slot (Sunday 03:00): both tiers through the promotion gate.
+            run_dag("weekly_retrain", today, {"reason": "schedule"})
+            echo(f"{today} weekly_retrain (reason schedule) -> "
+                 + "; ".join(_champion(engine, tier) for tier in ("elite", "fast")))
         run_dag("nightly_elite_scoring", today, {"partitions": scenario.partitions})
         run_dag("drift_check", today)
         row = _check_row(engine, today)
@@ -178,11 +185,13 @@ def replay(engine: sa.Engine, scenario: Scenario, workdir: Path, echo=print) -> 
         due = _due_retrain(engine, today)
         if due:
             # The drift Asset schedules weekly_retrain; without a scheduler running, start it here.
-            run_dag("weekly_retrain", today, {"reason": "drift", "tiers": sorted(due), "as_of": str(today),
-                                              "since": str(min(due.values()))})
+            # Each tier learns from its own drift start (one run per tier, as the Asset's extra carries).
+            for tier, since in sorted(due.items()):
+                run_dag("weekly_retrain", today, {"reason": "drift", "tiers": [tier], "as_of": str(today),
+                                                  "since": str(since)})
             echo(f"{'':10s} weekly_retrain (reason drift, tiers {', '.join(sorted(due))}) -> "
                  + "; ".join(_champion(engine, tier) for tier in sorted(due)))
-    from mlcore.drift import history
+    from mlcore.monitoring import history
     return history(engine, "elite")
 
 
@@ -202,10 +211,11 @@ def _due_retrain(engine, day) -> dict:
     from mlcore.drift import RETRAIN_ACTIONS, retrain_since
 
     with engine.connect() as conn:
-        rows = conn.execute(sa.text("SELECT tier, episode_id FROM drift_checks WHERE check_date = :d "
-                                    "AND action = ANY(:a)"), {"d": day, "a": list(RETRAIN_ACTIONS)}).all()
+        rows = conn.execute(sa.text("SELECT d.tier, e.check_date AS opened FROM drift_checks d "
+                                    "JOIN drift_checks e ON e.id = d.episode_id WHERE d.check_date = :d "
+                                    "AND d.action = ANY(:a)"), {"d": day, "a": list(RETRAIN_ACTIONS)}).all()
     window = Settings.from_env().drift_window_days
-    return {r.tier: retrain_since(engine, r.episode_id, window) for r in rows}
+    return {r.tier: retrain_since(r.opened, window) for r in rows}
 
 
 def _champion(engine, tier: str) -> str:

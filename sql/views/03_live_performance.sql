@@ -1,5 +1,8 @@
--- Live performance of each tier's champion per day (one drift check per tier and day), beside
--- its validation baseline and the breach threshold (baseline - tolerance).
+-- Live performance of each tier per day (one drift check per tier and day): the realized AUC of the
+-- predictions it served (matched with matured outcomes), beside the validation baseline of the
+-- versions that made them and the breach threshold (baseline - tolerance); and, for the predictions
+-- too young to have outcomes, the *estimated* AUC (label-free, from the calibrated probabilities)
+-- beside the same estimate on the validation window. Estimated columns are never a realized result.
 CREATE VIEW live_performance AS
 SELECT check_date, tier, model_version, n, decision,
        (metrics -> 'purchase' -> 'auc' ->> 'value')::float  AS purchase_auc,
@@ -15,5 +18,19 @@ SELECT check_date, tier, model_version, n, decision,
        (metrics -> 'clv' -> 'r2' ->> 'value')::float        AS clv_r2,
        (metrics -> 'clv' -> 'mae' ->> 'value')::float       AS clv_mae,
        (baseline -> 'clv' -> 'r2' ->> 'value')::float       AS clv_r2_baseline,
-       tolerance
+       tolerance,
+       versions AS served_versions,
+       (estimate ->> 'scored_for')::date                    AS estimated_for,
+       (estimate ->> 'model_version')::int                  AS estimated_model_version,
+       (estimate -> 'purchase' ->> 'value')::float          AS est_purchase_auc,
+       (estimate -> 'purchase' ->> 'lo')::float             AS est_purchase_auc_lo,
+       (estimate -> 'purchase' ->> 'hi')::float             AS est_purchase_auc_hi,
+       (estimate -> 'purchase' ->> 'reference')::float      AS est_purchase_auc_reference,
+       (estimate -> 'churn' ->> 'value')::float             AS est_churn_auc,
+       (estimate -> 'churn' ->> 'lo')::float                AS est_churn_auc_lo,
+       (estimate -> 'churn' ->> 'hi')::float                AS est_churn_auc_hi,
+       (estimate -> 'churn' ->> 'reference')::float         AS est_churn_auc_reference,
+       (estimate -> 'purchase' ->> 'ece')::float            AS purchase_ece,
+       (estimate -> 'churn' ->> 'ece')::float               AS churn_ece,
+       estimate_decision
 FROM drift_checks;
