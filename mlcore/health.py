@@ -41,7 +41,8 @@ def _champion(conn, tier: str) -> dict | None:
         return None
     m = row.metrics
     metrics = {target: {name: m[target][name] for name in names if name in m.get(target, {})}
-               | {"baseline": m.get(target, {}).get("baseline", {})}
+               | {"baseline": m.get(target, {}).get("baseline", {}),
+                  "calibration": {k: (m[target].get("calibration") or {}).get(k) for k in ("ece", "ece_noise")}}
                for target, names in _TARGET_METRICS.items() if target in m}
     return {"version": row.version, "reason": row.reason, "as_of": _jsonable(row.as_of),
             "trained_at": _jsonable(row.trained_at), "promoted_at": _jsonable(row.promoted_at),
@@ -72,8 +73,10 @@ def model_health(engine: sa.Engine, days: int = 120, bins: int = 20) -> dict:
 
     Returns:
         ``{"generated_at", "tiers": {tier: {"champion", "live", "retrainings", "scores"}}, "alerts"}``;
-        ``live`` holds one entry per drift check (AUC per target with its interval, the baseline,
-        the breach threshold, CLV R2 and MAE, the decision and action).
+        ``live`` holds one entry per drift check (realized AUC per target with its interval, the
+        baseline of the served versions, the breach threshold, CLV R2 and MAE, the decision and
+        action; and the *estimated* AUC of the predictions not yet matured, with its band, its
+        validation reference, the ECE it relies on and its own decision).
     """
     out = {"generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "tiers": {}}
     with engine.connect() as conn:
@@ -86,7 +89,11 @@ def model_health(engine: sa.Engine, days: int = 120, bins: int = 20) -> dict:
                        l.purchase_auc_baseline - l.tolerance AS purchase_threshold,
                        l.churn_auc, l.churn_auc_lo, l.churn_auc_hi, l.churn_auc_baseline,
                        l.churn_auc_baseline - l.tolerance AS churn_threshold,
-                       l.clv_r2, l.clv_mae, h.score_psi_purchase, h.concept_mix_psi
+                       l.clv_r2, l.clv_mae, h.score_psi_purchase, h.concept_mix_psi,
+                       l.served_versions, l.estimated_for, l.estimated_model_version,
+                       l.est_purchase_auc, l.est_purchase_auc_lo, l.est_purchase_auc_hi, l.est_purchase_auc_reference,
+                       l.est_churn_auc, l.est_churn_auc_lo, l.est_churn_auc_hi, l.est_churn_auc_reference,
+                       l.purchase_ece, l.churn_ece, l.estimate_decision, h.estimate_action
                 FROM live_performance l
                 JOIN drift_history h USING (check_date, tier)
                 WHERE l.tier = :t AND l.check_date > :since
