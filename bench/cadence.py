@@ -35,7 +35,7 @@ from mlcore.config import Settings  # noqa: E402
 from mlcore.ingest import load_frame, read_contract_csv  # noqa: E402
 from mlcore.monitoring import alerts_for, check_tier  # noqa: E402
 from mlcore.scoring import score  # noqa: E402
-from mlcore.synth import WorldSpec, write_world  # noqa: E402
+from mlcore.synth import WorldSpec, rows_by_day, write_world  # noqa: E402
 from mlcore.training import train_tier  # noqa: E402
 
 SUNDAY = 6
@@ -51,17 +51,7 @@ class Timeline:
     first_day: int = 420
     last_day: int = 694
     world_days: int = 730
-
-
-def _frames(world: Path, start: dt.date) -> dict[str, pd.DataFrame]:
-    notes = pd.read_csv(world / "notes.csv", dtype=str)
-    concepts = pd.read_csv(world / "note_concepts.csv", dtype=str)
-    outcomes = pd.read_csv(world / "outcomes.csv", dtype=str)
-    day = lambda s: (pd.to_datetime(s) - pd.Timestamp(start)).dt.days.to_numpy()  # noqa: E731
-    notes["_day"] = day(notes["date"])
-    concepts = concepts.merge(notes[["note_id", "_day"]], on="note_id")
-    outcomes["_day"] = day(outcomes["date"])
-    return {"notes": notes, "concepts": concepts, "outcomes": outcomes}
+    outcome_gap_days: tuple[int, int] = WorldSpec.outcome_gap_days
 
 
 def _load(engine, frames: dict, lo: int, hi: int) -> list[str]:
@@ -81,11 +71,13 @@ def _load(engine, frames: dict, lo: int, hi: int) -> list[str]:
 def run(engine: sa.Engine, settings: Settings, timeline: Timeline, workdir: Path, echo=print) -> dict:
     """Run ``timeline`` day by day; returns the counts and the checks of both tiers."""
     spec = WorldSpec(n_clients=timeline.clients, days=timeline.world_days, seed=timeline.seed,
-                     drift_day=timeline.drift_day, horizon_days=settings.horizon_days)
-    world = workdir / f"world-{timeline.clients}-{timeline.seed}-{timeline.drift_day}-{settings.horizon_days}"
+                     drift_day=timeline.drift_day, horizon_days=settings.horizon_days,
+                     outcome_gap_days=timeline.outcome_gap_days)
+    world = workdir / (f"world-{timeline.clients}-{timeline.seed}-{timeline.drift_day}-{settings.horizon_days}-"
+                       f"{timeline.outcome_gap_days[0]}-{timeline.outcome_gap_days[1]}")
     if not (world / "truth.csv").exists():
         write_world(spec, world)
-    frames = _frames(world, spec.start)
+    frames = rows_by_day(world, spec.start)
     day = lambda i: spec.start + dt.timedelta(days=i)  # noqa: E731
     t0 = time.perf_counter()
     _load(engine, frames, -10**6, timeline.first_day)

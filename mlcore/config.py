@@ -25,7 +25,9 @@ class Settings:
         drift_min_n: Fewer matched outcomes than this make a check "insufficient_data".
         drift_tolerance: A target breaches when its live AUC's upper bound is below baseline - tolerance.
         drift_cooldown_days: At most one drift-triggered retraining per tier in this many days.
-        drift_match_days: A prediction matches an outcome if scored at most this many days before date - H.
+        drift_match_days: An Elite prediction matches an outcome if scored at most this many days before date - H.
+        drift_match_days_fast: The same for Fast, which scores a client when a note is uploaded and serves
+            that score until the next one; None means H (a score older than H before the outcome is stale).
         drift_retrain_delay_days: Days between opening a drift episode and its retraining (labels to learn from).
         drift_valid_days: Validation window of a drift-triggered retraining (trained without embargo).
         drift_recent_weight: Weight of outcomes logged since the drift began, in a drift retraining.
@@ -48,6 +50,7 @@ class Settings:
     drift_tolerance: float = 0.02
     drift_cooldown_days: int = 14
     drift_match_days: int = 7
+    drift_match_days_fast: int | None = None
     drift_retrain_delay_days: int = 12
     drift_valid_days: int = 3
     drift_recent_weight: float = 20.0
@@ -76,6 +79,12 @@ class Settings:
     @property
     def pgdata(self) -> Path:
         return self.home / "pgdata"
+
+    def match_days(self, tier: str) -> int:
+        """How old (beyond H) a served prediction of ``tier`` may be and still match an outcome."""
+        if tier == "fast":
+            return self.horizon_days if self.drift_match_days_fast is None else self.drift_match_days_fast
+        return self.drift_match_days
 
     @property
     def embargo(self) -> int:

@@ -4,8 +4,11 @@ Realized drift. Each outcome matured in the check window is matched with the pre
 served for it H days earlier, whichever model version made it. The live AUC of a target is the
 AUC within each version weighted by its share of the matches, and its baseline is the same
 weighting of each version's validation AUC, so the comparison stays right when the served version
-changes every week. A target breaches when the upper bound of its live AUC is below the baseline
-minus the tolerance; fewer matches than the minimum is "insufficient_data", never "ok".
+changes every week. A target breaches when the live AUC is below the baseline minus the tolerance
+with 97.5 % confidence, counting the uncertainty of both: the live AUC's bootstrap interval and the
+baseline's own (each version's validation AUC is an estimate on a few thousand rows, and a weekly
+champion brings a new one every week). Fewer matches than the minimum is "insufficient_data",
+never "ok".
 
 Anti-flapping: drift opens an episode when 2 of the last 3 evaluable checks breach and closes after
 2 consecutive clean ones. An opened episode raises one alert at once and one retraining
@@ -38,29 +41,55 @@ def weighted_baseline(version_metrics: dict, weights: dict) -> dict:
         weights: ``{target: {version: weight}}`` (weights of one target sum to 1).
 
     Returns:
-        ``{target: {"auc": {"value"}, "versions": {version: auc}}}`` for the decision targets.
+        ``{target: {"auc": {"value", "se"}, "versions": {version: auc}}}`` for the decision targets;
+        ``se`` is the weighted standard error of the versions' validation AUCs (from their 95 %
+        intervals; weighted linearly, as if the versions' errors were fully correlated: they
+        validate on overlapping windows).
     """
     out = {}
     for target in DECISION_TARGETS:
         w = {v: x for v, x in weights.get(target, {}).items() if x > 0}
-        aucs = {v: version_metrics.get(v, {}).get(target, {}).get("auc", {}).get("value") for v in w}
-        known = {v: x for v, x in w.items() if aucs[v] is not None}
+        auc = {v: version_metrics.get(v, {}).get(target, {}).get("auc", {}) for v in w}
+        known = {v: x for v, x in w.items() if auc[v].get("value") is not None}
         total = sum(known.values())
-        value = round(sum(x * aucs[v] for v, x in known.items()) / total, 6) if total else None
-        out[target] = {"auc": {"value": value}, "versions": {str(v): aucs[v] for v in w}}
+        value = se = None
+        if total:
+            value = round(sum(x * auc[v]["value"] for v, x in known.items()) / total, 6)
+            se = round(sum(x * _se(auc[v]) for v, x in known.items()) / total, 6)
+        out[target] = {"auc": {"value": value, "se": se}, "versions": {str(v): auc[v].get("value") for v in w}}
     return out
 
 
+def _se(interval: dict) -> float:
+    """Standard error behind a 95 % interval ``{"lo", "hi"}`` (0 when it has none)."""
+    lo, hi = interval.get("lo"), interval.get("hi")
+    return 0.0 if lo is None or hi is None else max(0.0, (hi - lo) / (2 * Z))
+
+
+Z = 1.959964
+
+
+def upper_bound(live_auc: dict, baseline_auc: dict) -> float | None:
+    """Upper 97.5 % bound of live - baseline + baseline: the live interval's upper half-width and the
+    baseline's standard error combined in quadrature (the bootstrap's upper bound when the baseline has no se)."""
+    value, hi = live_auc.get("value"), live_auc.get("hi")
+    if value is None or hi is None:
+        return None
+    return value + float(np.hypot(max(hi - value, 0.0), Z * (baseline_auc.get("se") or 0.0)))
+
+
 def is_breach(live: dict, baseline: dict, tolerance: float, n: int, min_n: int) -> bool | None:
-    """True/False per the tolerance rule; None when the sample is too small or a target can't be scored."""
+    """True when, for purchase or churn, the live AUC is below baseline - tolerance with 97.5 % confidence
+    (:func:`upper_bound`); None when the sample is too small or a target can't be scored."""
     if n < min_n:
         return None
     breached = []
     for target in DECISION_TARGETS:
-        hi, base = live.get(target, {}).get("auc", {}).get("hi"), baseline.get(target, {}).get("auc", {}).get("value")
-        if hi is None or base is None:
+        base = baseline.get(target, {}).get("auc", {})
+        upper = upper_bound(live.get(target, {}).get("auc", {}), base)
+        if upper is None or base.get("value") is None:
             return None
-        breached.append(hi < base - tolerance)
+        breached.append(upper < base["value"] - tolerance)
     return any(breached)
 
 

@@ -82,25 +82,37 @@ def reference(metrics: dict, target: str) -> dict:
             "ece_noise": cal.get("ece_noise")}
 
 
-def estimate(scores: dict[str, np.ndarray], metrics: dict, max_ece: float, n_sim: int = 100,
-             random_state: int = 0) -> dict:
+def estimate(scores: dict[str, np.ndarray], metrics_of: dict, versions: np.ndarray, max_ece: float,
+             n_sim: int = 100, random_state: int = 0) -> dict:
     """Estimated AUC of each classifier's not-yet-matured scores beside its validation reference.
 
     Args:
-        scores: Target name (purchase, churn) to predicted probabilities of one scoring day.
-        metrics: Validation metrics of the model version that made them (``model_versions.metrics``).
+        scores: Target name (purchase, churn) to predicted probabilities.
+        metrics_of: Validation metrics (``model_versions.metrics``) of each model version in ``versions``.
+        versions: The model version that made each score; the reference, ECE and its floor are the
+            versions' own, weighted by their shares of the scores.
         max_ece: A validation ECE above both this and its sampling floor makes the estimate of a
             target unreliable (shown, deciding nothing); a model without calibration data is unreliable too.
 
     Returns:
-        ``{target: {"value", "lo", "hi", "n", "reference", "realized_reference", "ece", "reliable"}}``.
+        ``{target: {"value", "lo", "hi", "n", "reference", "realized_reference", "ece", "ece_noise", "reliable"}}``.
     """
+    versions = np.asarray(versions)
+    shares = {v: float(np.mean(versions == v)) for v in np.unique(versions)}
     out = {}
     for target, p in scores.items():
-        ref = reference(metrics, target)
+        refs = {v: reference(metrics_of.get(v, {}), target) for v in shares}
+        mix = {k: _weighted({v: r[k] for v, r in refs.items()}, shares) for k in ("auc", "realized", "ece", "ece_noise")}
         est = estimate_auc(p, n_sim=n_sim, random_state=random_state)
-        reliable = (ref["ece"] is not None and ref["ece"] <= max(max_ece, ref["ece_noise"] or 0.0)
-                    and est["value"] is not None)
-        out[target] = {**est, "reference": ref["auc"], "realized_reference": ref["realized"], "ece": ref["ece"],
-                       "ece_noise": ref["ece_noise"], "reliable": bool(reliable)}
+        reliable = (mix["ece"] is not None and mix["ece"] <= max(max_ece, mix["ece_noise"] or 0.0)
+                    and est["value"] is not None and mix["auc"] is not None)
+        out[target] = {**est, "reference": mix["auc"], "realized_reference": mix["realized"], "ece": mix["ece"],
+                       "ece_noise": mix["ece_noise"], "reliable": bool(reliable)}
     return out
+
+
+def _weighted(values: dict, shares: dict) -> float | None:
+    """Share-weighted mean of ``values``; None when any version lacks the value."""
+    if not values or any(x is None for x in values.values()):
+        return None
+    return round(sum(shares[v] * x for v, x in values.items()), 6)

@@ -170,6 +170,8 @@ def live_metrics(matched: pd.DataFrame, metrics_of: dict, settings: Settings) ->
         live[target]["auc_by_version"] = {v: g["auc"] for v, g in strat["groups"].items()}
         weights[target] = {int(v): g["weight"] for v, g in strat["groups"].items()}
     baseline = drift.weighted_baseline(metrics_of, weights)
+    for target in drift.DECISION_TARGETS:
+        live[target]["auc"]["upper_vs_baseline"] = _round(drift.upper_bound(live[target]["auc"], baseline[target]["auc"]))
     clv = {}
     for v, m in metrics_of.items():
         share = float(np.mean(version == v))
@@ -182,41 +184,57 @@ def live_metrics(matched: pd.DataFrame, metrics_of: dict, settings: Settings) ->
     return live, baseline, versions
 
 
-def _latest_scores(engine, tier: str, check_date: dt.date) -> tuple[dt.date | None, int | None, pd.DataFrame]:
-    """A fixed hash sample (~100k) of the tier's scores of its latest scoring day on or before ``check_date``."""
+def _unmatured_scores(engine, tier: str, check_date: dt.date, horizon: int, min_n: int):
+    """The tier's served scores whose outcomes have not matured, as of ``check_date``.
+
+    The latest scoring day when it has at least ``min_n`` scores (nightly scoring of every client;
+    a fixed hash sample of ~100k of them), else the latest score of each client over the last H days
+    (scoring on upload serves a few clients a day).
+
+    Returns:
+        (description, scores with ``model_version``, ``purchase_likelihood``, ``churn_risk``).
+    """
     with engine.connect() as conn:
         last = conn.execute(sa.text("SELECT max(scored_for) FROM predictions WHERE tier = :t AND scored_for <= :d"),
                             {"t": tier, "d": check_date}).scalar_one()
         if last is None:
-            return None, None, pd.DataFrame()
+            return None, pd.DataFrame()
         n_last = conn.execute(sa.text("SELECT count(*) FROM predictions WHERE tier = :t AND scored_for = :d"),
                               {"t": tier, "d": last}).scalar_one()
-    scores = read_frame(engine, "SELECT model_version, purchase_likelihood, churn_risk FROM predictions "
-                                "WHERE tier = %(t)s AND scored_for = %(d)s "
-                                "AND (%(mod)s = 1 OR abs(hashtext(client_id)) %% %(mod)s = 0)",
-                        {"t": tier, "d": last, "mod": max(1, n_last // _PSI_SAMPLE)})
-    version = int(scores["model_version"].mode().iloc[0]) if len(scores) else None
-    return last, version, scores[scores["model_version"] == version]
+    if n_last >= min_n:
+        scores = read_frame(engine, "SELECT model_version, purchase_likelihood, churn_risk FROM predictions "
+                                    "WHERE tier = %(t)s AND scored_for = %(d)s "
+                                    "AND (%(mod)s = 1 OR abs(hashtext(client_id)) %% %(mod)s = 0)",
+                            {"t": tier, "d": last, "mod": max(1, n_last // _PSI_SAMPLE)})
+        return {"scored_for": str(last), "age_days": (check_date - last).days}, scores
+    scores = read_frame(engine, "SELECT DISTINCT ON (client_id) model_version, purchase_likelihood, churn_risk "
+                                "FROM predictions WHERE tier = %(t)s AND scored_for > %(d)s - %(h)s "
+                                "AND scored_for <= %(d)s ORDER BY client_id, scored_for DESC",
+                        {"t": tier, "d": check_date, "h": horizon})
+    return {"scored_for": str(last), "scored_since": str(check_date - dt.timedelta(days=horizon - 1)),
+            "age_days": (check_date - last).days}, scores
 
 
 def _estimate_and_psi(engine, settings: Settings, tier: str, check_date: dt.date, min_n: int):
-    """Label-free estimate and score PSI of the latest served scores, against their version's validation."""
-    day, version, scores = _latest_scores(engine, tier, check_date)
-    if day is None or len(scores) < min_n:
-        why = "no scores yet" if day is None else f"{len(scores)} scores on {day} (need {min_n})"
+    """Label-free estimate and score PSI of the unmatured served scores, against their versions' validation."""
+    where, scores = _unmatured_scores(engine, tier, check_date, settings.horizon_days, min_n)
+    if where is None or len(scores) < min_n:
+        why = "no scores yet" if where is None else f"{len(scores)} unmatured scores (need {min_n})"
         return {"status": "insufficient_data", "why": why}, {"status": "insufficient_data", "why": why}
-    metrics = version_metrics(engine, tier, [version]).get(version, {})
-    est = estimate({t: scores[c].to_numpy(float) for t, c in ESTIMATED_TARGETS.items()}, metrics,
+    versions = scores["model_version"].to_numpy()
+    metrics_of = version_metrics(engine, tier, np.unique(versions))
+    est = estimate({t: scores[c].to_numpy(float) for t, c in ESTIMATED_TARGETS.items()}, metrics_of, versions,
                    settings.estimate_max_ece)
-    est.update(status="ok", scored_for=str(day), model_version=version, n=len(scores),
-               age_days=(check_date - day).days)
-    psi = {"status": "ok", "current_day": str(day), "model_version": version, "reference": "validation deciles"}
+    main = int(scores["model_version"].mode().iloc[0])
+    est.update(status="ok", n=len(scores), model_version=main,
+               versions={str(v): int(k) for v, k in zip(*np.unique(versions, return_counts=True))}, **where)
+    psi = {"status": "ok", "model_version": main, "reference": f"v{main}'s validation deciles", **where}
     for t, column in ESTIMATED_TARGETS.items():
-        edges = metrics.get(t, {}).get("score_deciles")
+        edges = metrics_of.get(main, {}).get(t, {}).get("score_deciles")
         if edges is None:
-            psi = {"status": "insufficient_data", "why": f"v{version} has no validation deciles (trained before them)"}
+            psi = {"status": "insufficient_data", "why": f"v{main} has no validation deciles (trained before them)"}
             break
-        psi[f"psi_{t}"] = round(drift.psi_from_edges(edges, None, scores[column].to_numpy(float)), 4)
+        psi[f"psi_{t}"] = round(drift.psi_from_edges(edges, None, scores.loc[versions == main, column].to_numpy(float)), 4)
     return est, psi
 
 
@@ -254,6 +272,10 @@ def _concept_mix_drift(engine, check_date: dt.date, min_n: int, recent_days: int
             "concept_rows": {"recent": int(mix["recent"].sum()), "reference": int(mix["reference"].sum())}}
 
 
+def _round(x):
+    return None if x is None else round(x, 6)
+
+
 def _champion_version(engine, tier: str) -> int | None:
     with engine.connect() as conn:
         return conn.execute(sa.text("SELECT version FROM model_versions WHERE tier = :t AND status = 'champion'"),
@@ -268,7 +290,7 @@ def check_tier(engine: sa.Engine, settings: Settings, tier: str, check_date: dt.
     """
     champion = _champion_version(engine, tier)
     start = check_date - dt.timedelta(days=settings.drift_window_days)
-    matched = matched_outcomes(engine, {"tier": tier, "h": settings.horizon_days, "tol": settings.drift_match_days,
+    matched = matched_outcomes(engine, {"tier": tier, "h": settings.horizon_days, "tol": settings.match_days(tier),
                                         "start": start, "end": check_date})
     n = len(matched)
     metrics_of = version_metrics(engine, tier, matched["model_version"].unique()) if n else {}

@@ -388,3 +388,16 @@ def write_world(spec: WorldSpec, out: str | Path) -> dict:
             counts[key] += len(frame)
     tax[["concept_id", "bucket"] + [f"alias_{lang}" for lang in LANGUAGES]].to_csv(out / "taxonomy.csv", index=False)
     return counts
+
+
+def rows_by_day(world: str | Path, start: dt.date) -> dict[str, pd.DataFrame]:
+    """A written world's notes, concepts and outcomes, each with its day number ``_day`` from ``start``
+    (concepts take their note's day), as text columns: for replaying a world day by day."""
+    world = Path(world)
+    frames = {kind: pd.read_csv(world / name, dtype=str) for kind, name in
+              (("notes", "notes.csv"), ("concepts", "note_concepts.csv"), ("outcomes", "outcomes.csv"))}
+    day_of = lambda s: (pd.to_datetime(s) - pd.Timestamp(start)).dt.days.to_numpy()  # noqa: E731
+    frames["notes"]["_day"] = day_of(frames["notes"]["date"])
+    frames["concepts"] = frames["concepts"].merge(frames["notes"][["note_id", "_day"]], on="note_id")
+    frames["outcomes"]["_day"] = day_of(frames["outcomes"]["date"])
+    return frames

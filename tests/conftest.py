@@ -42,16 +42,21 @@ def small_world(tmp_path_factory) -> Path:
     return out
 
 
+def ingest_world(engine, world: Path):
+    """Load a written world's three files; returns the newest outcome date."""
+    for kind, name in (("notes", "notes.csv"), ("concepts", "note_concepts.csv"), ("outcomes", "outcomes.csv")):
+        ingest_file(engine, kind, world / name)
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT max(date) FROM outcomes")).scalar_one()
+
+
 @pytest.fixture(scope="module")
 def populated(server_url, small_world, tmp_path_factory):
     """Both tiers trained, Elite scored weekly before the outcomes it forecasts, Fast on the last day,
     three drift checks and an alert: every
     analyst view and the Model Health page have something to show."""
     with fresh_database(server_url) as engine:
-        for kind, name in (("notes", "notes.csv"), ("concepts", "note_concepts.csv"), ("outcomes", "outcomes.csv")):
-            ingest_file(engine, kind, small_world / name)
-        with engine.connect() as conn:
-            last = conn.execute(sa.text("SELECT max(date) FROM outcomes")).scalar_one()
+        last = ingest_world(engine, small_world)
         settings = Settings(database_url=engine.url.render_as_string(hide_password=False),
                             home=tmp_path_factory.mktemp("home"), n_bootstrap=30, drift_min_n=50)
         train_as_of = last - dt.timedelta(days=120)

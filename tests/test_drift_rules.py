@@ -89,8 +89,9 @@ def test_no_estimate_warning_while_a_realized_drift_episode_is_open():
     assert [a for _, a in replay_estimates([T, T, T], realized_open=True)] == ["none", "none", "none"]
 
 
-def live(p_hi, c_hi):
-    return {"purchase": {"auc": {"hi": p_hi}}, "churn": {"auc": {"hi": c_hi}}}
+def live(p_hi, c_hi, width=0.03):
+    return {"purchase": {"auc": {"value": None if p_hi is None else p_hi - width, "hi": p_hi}},
+            "churn": {"auc": {"value": c_hi - width, "hi": c_hi}}}
 
 
 BASE = {"purchase": {"auc": {"value": 0.75}}, "churn": {"auc": {"value": 0.70}}}
@@ -106,6 +107,17 @@ BASE = {"purchase": {"auc": {"value": 0.75}}, "churn": {"auc": {"value": 0.70}}}
 ])
 def test_breach_rule(lv, n, expected):
     assert drift.is_breach(lv, BASE, 0.02, n, 300) is expected
+
+
+@pytest.mark.parametrize("base_se, expected", [
+    (0.0, True),       # upper bound 0.70 + 0.03 = 0.73 < 0.75 - 0.01
+    (0.005, True),     # 0.70 + hypot(0.03, 0.0098) = 0.7316
+    (0.015, False),    # 0.70 + hypot(0.03, 0.0294) = 0.742: the baseline itself is too uncertain to call it
+])
+def test_the_baselines_own_uncertainty_widens_the_breach_bound(base_se, expected):
+    lv = {"purchase": {"auc": {"value": 0.70, "hi": 0.73}}, "churn": {"auc": {"value": 0.70, "hi": 0.73}}}
+    base = {"purchase": {"auc": {"value": 0.75, "se": base_se}}, "churn": {"auc": {"value": 0.70, "se": base_se}}}
+    assert drift.is_breach(lv, base, 0.01, 500, 300) is expected
 
 
 def est(hi, ref, reliable=True):
@@ -124,10 +136,12 @@ def test_estimated_drop_rule_uses_only_reliable_estimates(estimate, expected):
 
 
 def test_the_baseline_of_a_version_mix_weights_each_version_by_its_share():
-    metrics = {3: {"purchase": {"auc": {"value": 0.80}}, "churn": {"auc": {"value": 0.70}}},
-               4: {"purchase": {"auc": {"value": 0.70}}, "churn": {"auc": {"value": 0.60}}}}
+    metrics = {3: {"purchase": {"auc": {"value": 0.80, "lo": 0.78, "hi": 0.82}}, "churn": {"auc": {"value": 0.70}}},
+               4: {"purchase": {"auc": {"value": 0.70, "lo": 0.66, "hi": 0.74}}, "churn": {"auc": {"value": 0.60}}}}
     base = drift.weighted_baseline(metrics, {"purchase": {3: 0.25, 4: 0.75}, "churn": {3: 1.0}})
     assert base["purchase"]["auc"]["value"] == pytest.approx(0.725)
+    assert base["purchase"]["auc"]["se"] == pytest.approx((0.25 * 0.04 + 0.75 * 0.08) / (2 * 1.959964), abs=1e-6)
+    assert base["churn"]["auc"]["se"] == 0.0
     assert base["churn"]["auc"]["value"] == pytest.approx(0.70)
     assert base["purchase"]["versions"] == {"3": 0.80, "4": 0.70}
 

@@ -45,11 +45,22 @@ def test_an_estimate_is_unreliable_without_or_with_poor_calibration(calibrated):
                                                                    "estimated_auc": 0.69}}}
     noisy = {"purchase": {"auc": {"value": 0.7}, "calibration": {"ece": 0.08, "ece_noise": 0.09,
                                                                     "estimated_auc": 0.69}}}
-    assert estimate({"purchase": p}, good, 0.05)["purchase"]["reliable"]
-    assert not estimate({"purchase": p}, poor, 0.05)["purchase"]["reliable"]
-    assert estimate({"purchase": p}, noisy, 0.05)["purchase"]["reliable"]   # within what sampling explains
-    assert not estimate({"purchase": p}, {"purchase": {"auc": {"value": 0.7}}}, 0.05)["purchase"]["reliable"]
+    one = np.ones(len(p), int)
+    assert estimate({"purchase": p}, {1: good}, one, 0.05)["purchase"]["reliable"]
+    assert not estimate({"purchase": p}, {1: poor}, one, 0.05)["purchase"]["reliable"]
+    assert estimate({"purchase": p}, {1: noisy}, one, 0.05)["purchase"]["reliable"]   # within what sampling explains
+    assert not estimate({"purchase": p}, {1: {"purchase": {"auc": {"value": 0.7}}}}, one, 0.05)["purchase"]["reliable"]
     assert reference({"purchase": {"auc": {"value": 0.7}}}, "purchase")["auc"] == 0.7
+
+
+def test_scores_of_several_versions_are_held_to_their_share_weighted_reference(calibrated):
+    p, _ = calibrated
+    versions = np.r_[np.full(1000, 3), np.full(4000, 4)]
+    metrics = {v: {"purchase": {"auc": {"value": a}, "calibration": {"ece": 0.01, "ece_noise": 0.03,
+                                                                     "estimated_auc": a}}}
+               for v, a in ((3, 0.80), (4, 0.70))}
+    out = estimate({"purchase": p}, metrics, versions, 0.05)["purchase"]
+    assert out["reference"] == pytest.approx(0.2 * 0.80 + 0.8 * 0.70) and out["reliable"]
 
 
 def test_ece_detects_miscalibration_beyond_its_sampling_floor(calibrated):

@@ -7,10 +7,10 @@ import sqlalchemy as sa
 
 from mlcore.cli import main
 from mlcore.config import Settings
-from mlcore.ingest import ingest_file
 from mlcore.registry import Registry
 from mlcore.scoring import score
 from mlcore.training import train_tier
+from conftest import ingest_world
 from pg import fresh_database
 
 
@@ -18,10 +18,7 @@ from pg import fresh_database
 def served(server_url, small_world, tmp_path_factory):
     """v1 served the weeks whose outcomes have matured; v2 was promoted since and served the last of them."""
     with fresh_database(server_url) as engine:
-        for kind, name in (("notes", "notes.csv"), ("concepts", "note_concepts.csv"), ("outcomes", "outcomes.csv")):
-            ingest_file(engine, kind, small_world / name)
-        with engine.connect() as conn:
-            last = conn.execute(sa.text("SELECT max(date) FROM outcomes")).scalar_one()
+        last = ingest_world(engine, small_world)
         settings = Settings(database_url=engine.url.render_as_string(hide_password=False),
                             home=tmp_path_factory.mktemp("home"), n_bootstrap=30, drift_min_n=50,
                             drift_window_days=28)

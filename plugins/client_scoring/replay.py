@@ -69,18 +69,6 @@ def configure(metadata_url: str, home: Path) -> None:
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
 
 
-def split_by_day(world: Path, out: Path, start: dt.date) -> dict[int, dict[str, pd.DataFrame]]:
-    """The world's rows grouped by simulated day (notes and their concepts by note date, outcomes by date)."""
-    notes = pd.read_csv(world / "notes.csv", dtype=str)
-    concepts = pd.read_csv(world / "note_concepts.csv", dtype=str)
-    outcomes = pd.read_csv(world / "outcomes.csv", dtype=str)
-    day_of = lambda s: (pd.to_datetime(s) - pd.Timestamp(start)).dt.days.to_numpy()  # noqa: E731
-    notes["_day"] = day_of(notes["date"])
-    concepts = concepts.merge(notes[["note_id", "_day"]], on="note_id")
-    outcomes["_day"] = day_of(outcomes["date"])
-    return {"notes": notes, "concepts": concepts, "outcomes": outcomes}
-
-
 def drop(frames: dict, lo: int, hi: int, inbox: Path, tag: str) -> list[str]:
     """Write the rows of days lo..hi (inclusive) into the inbox as contract CSV files."""
     inbox.mkdir(parents=True, exist_ok=True)
@@ -137,7 +125,7 @@ def _dags(DagBag):
 
 def replay(engine: sa.Engine, scenario: Scenario, workdir: Path, echo=print) -> pd.DataFrame:
     """Run the scenario's timeline; returns the elite drift-check history."""
-    from mlcore.synth import WorldSpec, write_world
+    from mlcore.synth import WorldSpec, rows_by_day, write_world
 
     spec = WorldSpec(n_clients=scenario.clients, days=scenario.days, seed=scenario.seed,
                      drift_day=scenario.drift_day, horizon_days=scenario.horizon_days,
@@ -145,7 +133,7 @@ def replay(engine: sa.Engine, scenario: Scenario, workdir: Path, echo=print) -> 
     world = workdir / "world"
     if not (world / "truth.csv").exists():
         write_world(spec, world)
-    frames = split_by_day(world, workdir, spec.start)
+    frames = rows_by_day(world, spec.start)
     inbox = Path(os.environ.setdefault("CLIENT_SCORING_INBOX", str(workdir / "inbox")))
     day = lambda i: spec.start + dt.timedelta(days=i)  # noqa: E731
 
