@@ -6,11 +6,14 @@ client (``nightly_elite_scoring``, 02:00); on Sundays both tiers are retrained t
 gate (``weekly_retrain``, 03:00); both tiers are drift-checked (``drift_check``, 06:00), their
 alerts recorded, and a tier due a drift retraining is retrained at once (the drift Asset). Every
 setting is the platform's default (``Settings.from_env()``: H = 90 days unless the environment says
-otherwise). Two worlds by default: a stable one and one that drifts.
+otherwise). Three worlds by default: a stable one; one whose concept/outcome relationship changes
+on the drift day (40 % of the concepts reverse their effect, and the concept mix shifts); and one
+where only what the notes show changes (the extractor finds half as many concepts per note from the
+drift day on: a covariate shift the label-free estimate can see before any outcome matures).
 
 Usage:
-    python bench/cadence.py                    # 4,000 clients, days 420-694, drift on day 560
-    python bench/cadence.py --clients 2000 --first-day 400 --last-day 600 --drift-day 520 --worlds drift
+    python bench/cadence.py                    # 4,000 clients, days 420-694, drift on day 560, three worlds
+    python bench/cadence.py --clients 2000 --first-day 400 --last-day 600 --drift-day 520 --worlds drift covariate
 """
 from __future__ import annotations
 
@@ -52,6 +55,8 @@ class Timeline:
     last_day: int = 694
     world_days: int = 730
     outcome_gap_days: tuple[int, int] = WorldSpec.outcome_gap_days
+    drift_flip_share: float = WorldSpec.drift_flip_share
+    drift_concepts_per_note: float | None = None
 
 
 def _load(engine, frames: dict, lo: int, hi: int) -> list[str]:
@@ -72,9 +77,11 @@ def run(engine: sa.Engine, settings: Settings, timeline: Timeline, workdir: Path
     """Run ``timeline`` day by day; returns the counts and the checks of both tiers."""
     spec = WorldSpec(n_clients=timeline.clients, days=timeline.world_days, seed=timeline.seed,
                      drift_day=timeline.drift_day, horizon_days=settings.horizon_days,
-                     outcome_gap_days=timeline.outcome_gap_days)
+                     outcome_gap_days=timeline.outcome_gap_days, drift_flip_share=timeline.drift_flip_share,
+                     drift_concepts_per_note=timeline.drift_concepts_per_note)
     world = workdir / (f"world-{timeline.clients}-{timeline.seed}-{timeline.drift_day}-{settings.horizon_days}-"
-                       f"{timeline.outcome_gap_days[0]}-{timeline.outcome_gap_days[1]}")
+                       f"{timeline.outcome_gap_days[0]}-{timeline.outcome_gap_days[1]}-{timeline.drift_flip_share}-"
+                       f"{timeline.drift_concepts_per_note}")
     if not (world / "truth.csv").exists():
         write_world(spec, world)
     frames = rows_by_day(world, spec.start)
@@ -200,7 +207,8 @@ def main(argv=None) -> int:
     p.add_argument("--first-day", type=int, default=Timeline.first_day)
     p.add_argument("--last-day", type=int, default=Timeline.last_day)
     p.add_argument("--drift-day", type=int, default=Timeline.drift_day)
-    p.add_argument("--worlds", choices=["both", "stable", "drift"], default="both")
+    p.add_argument("--worlds", nargs="+", choices=["stable", "drift", "covariate"],
+                   default=["stable", "drift", "covariate"])
     p.add_argument("--workdir", type=Path, default=ROOT / "var" / "bench-cadence")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "cadence.json")
     args = p.parse_args(argv)
@@ -209,9 +217,10 @@ def main(argv=None) -> int:
 
     settings = Settings.from_env()
     results = {}
-    worlds = {"stable": None, "drift": args.drift_day}
-    for name in (["stable", "drift"] if args.worlds == "both" else [args.worlds]):
-        timeline = Timeline(args.clients, args.seed, worlds[name], args.first_day, args.last_day)
+    worlds = {"stable": {"drift_day": None}, "drift": {"drift_day": args.drift_day},
+              "covariate": {"drift_day": args.drift_day, "drift_flip_share": 0.0, "drift_concepts_per_note": 1.5}}
+    for name in args.worlds:
+        timeline = Timeline(args.clients, args.seed, first_day=args.first_day, last_day=args.last_day, **worlds[name])
         print(f"\n=== {name} world: {timeline}")
         with fresh_database(test_server_url()) as engine, tempfile.TemporaryDirectory() as home:
             s = dataclasses.replace(settings, database_url=engine.url.render_as_string(hide_password=False),

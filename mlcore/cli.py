@@ -54,7 +54,8 @@ def cmd_ingest(args, settings):
 def cmd_synth(args, settings):
     from mlcore.synth import WorldSpec, write_world
     spec = WorldSpec(n_clients=args.clients, days=args.days, seed=args.seed, drift_day=args.drift_day,
-                     horizon_days=settings.horizon_days, start=args.start)
+                     horizon_days=settings.horizon_days, start=args.start, drift_flip_share=args.drift_flip_share,
+                     drift_concepts_per_note=args.drift_concepts_per_note)
     counts = write_world(spec, args.out)
     print(f"wrote {args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
@@ -156,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--days", type=int, default=730)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--drift-day", type=int, default=None)
+    s.add_argument("--drift-flip-share", type=float, default=0.4,
+                   help="share of concepts whose effect reverses at the drift day (0: only the notes change)")
+    s.add_argument("--drift-concepts-per-note", type=float, default=None,
+                   help="mean concepts per note from the drift day on (default: unchanged)")
     s.add_argument("--start", type=_date, default=dt.date(2024, 1, 1))
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=cmd_synth)

@@ -30,7 +30,6 @@ _TAU_DAYS = 60.0          # decay of concept evidence in the true outcome model
 _NOISE_SHARE = 0.08       # share of concept rows that are extractor false positives
 _LABEL_FLIP = 0.03        # label noise on both binary outcomes
 _SPEND_SIGMA = 0.6        # log-normal noise of spend around its expectation
-_DRIFT_SHARE = 0.4        # share of concepts whose effect on outcomes changes at the drift day
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +45,10 @@ class WorldSpec:
         start: Calendar date of day 0.
         notes_per_client: Mean number of notes per client over the whole period.
         concepts_per_note: Mean number of concepts per note.
+        drift_flip_share: Share of concepts whose effect on outcomes reverses at the drift day (0: the
+            relationship holds and only what the notes show changes).
+        drift_concepts_per_note: Mean number of concepts per note from the drift day on (e.g. an
+            extractor that finds less); None keeps ``concepts_per_note``.
         outcome_gap_days: Range of days between two logged outcomes of a client.
         chunk_clients: Clients generated per chunk (bounds memory).
     """
@@ -58,6 +61,8 @@ class WorldSpec:
     start: dt.date = dt.date(2024, 1, 1)
     notes_per_client: float = 3.5
     concepts_per_note: float = 3.0
+    drift_flip_share: float = 0.4
+    drift_concepts_per_note: float | None = None
     outcome_gap_days: tuple[int, int] = (60, 240)
     chunk_clients: int = 50_000
 
@@ -68,6 +73,10 @@ class WorldSpec:
             raise ConfigError(f"days ({self.days}) must exceed horizon_days ({self.horizon_days}).")
         if not 0 < self.outcome_gap_days[0] <= self.outcome_gap_days[1]:
             raise ConfigError(f"outcome_gap_days must be (low, high) with 0 < low <= high, got {self.outcome_gap_days}.")
+        if not 0 <= self.drift_flip_share <= 1:
+            raise ConfigError(f"drift_flip_share must be in [0, 1], got {self.drift_flip_share}.")
+        if self.drift_concepts_per_note is not None and self.drift_concepts_per_note < 1:
+            raise ConfigError(f"drift_concepts_per_note must be at least 1, got {self.drift_concepts_per_note}.")
         if self.drift_day is not None and not 0 < self.drift_day < self.days:
             raise ConfigError(f"drift_day must be between 1 and days - 1 ({self.days - 1}), got {self.drift_day}.")
 
@@ -86,7 +95,7 @@ class _Params:
     alpha: dict                   # intercepts per (target, regime), calibrated on the first chunk
 
 
-def _draw_params(rng: np.random.Generator, tax: pd.DataFrame) -> _Params:
+def _draw_params(rng: np.random.Generator, tax: pd.DataFrame, flip_share: float) -> _Params:
     n = len(tax)
     bucket = tax["bucket"].to_numpy()
     cid = tax["concept_id"].to_numpy().astype(str)
@@ -123,7 +132,7 @@ def _draw_params(rng: np.random.Generator, tax: pd.DataFrame) -> _Params:
                           "other": (0.0, 0.1)}, density=0.4)
     w_s = w_s + 0.5 * luxury
 
-    changed = rng.random(n) < _DRIFT_SHARE
+    changed = rng.random(n) < flip_share
 
     def drifted(w):
         # a random share of the concepts reverse their effect (e.g. an intent that now precedes a
@@ -173,6 +182,10 @@ def _generate_chunk(spec: WorldSpec, params: _Params, tax: pd.DataFrame, first: 
 
     # --- concepts: client-specific categorical over the taxonomy, per regime
     k = 1 + rng.poisson(spec.concepts_per_note - 1, n_notes)
+    if spec.drift_day and spec.drift_concepts_per_note is not None:
+        # its own stream, so a world without this option draws exactly what it always drew
+        post = regime_of_note == 1
+        k[post] = 1 + np.random.default_rng([spec.seed, first, 1]).poisson(spec.drift_concepts_per_note - 1, post.sum())
     slot_note = np.repeat(np.arange(n_notes), k)
     slot_client = note_client[slot_note]
     slot_regime = regime_of_note[slot_note]
@@ -374,7 +387,7 @@ def write_world(spec: WorldSpec, out: str | Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     tax = taxonomy()
     rng = np.random.default_rng(spec.seed)
-    params = _draw_params(rng, tax)
+    params = _draw_params(rng, tax, spec.drift_flip_share)
     names = {"notes": "notes.csv", "concepts": "note_concepts.csv", "outcomes": "outcomes.csv",
              "truth": "truth.csv"}
     counts = dict.fromkeys(names, 0)

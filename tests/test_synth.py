@@ -80,3 +80,19 @@ def test_drift_shifts_the_concept_mix(drift_world):
 def test_bad_world_parameters_are_refused(kwargs):
     with pytest.raises(ConfigError):
         WorldSpec(**kwargs)
+
+
+def test_a_covariate_drift_changes_what_the_notes_show_not_what_they_mean(tmp_path):
+    """drift_flip_share=0 keeps every concept's effect; drift_concepts_per_note thins the notes from the drift day."""
+    from mlcore.synth import _draw_params
+
+    params = _draw_params(np.random.default_rng(1), taxonomy(), 0.0)
+    assert np.array_equal(params.w_purchase[0], params.w_purchase[1])
+    write_world(WorldSpec(n_clients=800, days=400, seed=2, drift_day=200, drift_flip_share=0.0,
+                          drift_concepts_per_note=1.5), tmp_path)
+    notes = pd.read_csv(tmp_path / "notes.csv", parse_dates=["date"])
+    per_note = pd.read_csv(tmp_path / "note_concepts.csv").groupby("note_id").size()
+    after = notes["date"] >= pd.Timestamp("2024-01-01") + pd.Timedelta(days=200)
+    mean_before = per_note.reindex(notes.loc[~after, "note_id"]).mean()
+    mean_after = per_note.reindex(notes.loc[after, "note_id"]).mean()
+    assert mean_before > 2.5 and mean_after < 1.8

@@ -19,6 +19,10 @@ SELECT check_date, tier, model_version, n, decision,
        (metrics -> 'clv' -> 'mae' ->> 'value')::float       AS clv_mae,
        (baseline -> 'clv' -> 'r2' ->> 'value')::float       AS clv_r2_baseline,
        tolerance,
+       -- what the breach rule compares with baseline - tolerance: the live AUC's upper bound widened by
+       -- the baseline's own uncertainty (mlcore.drift.upper_bound)
+       (metrics -> 'purchase' -> 'auc' ->> 'upper_vs_baseline')::float AS purchase_auc_bound,
+       (metrics -> 'churn' -> 'auc' ->> 'upper_vs_baseline')::float    AS churn_auc_bound,
        versions AS served_versions,
        (estimate ->> 'scored_for')::date                    AS estimated_for,
        (estimate ->> 'model_version')::int                  AS estimated_model_version,
