@@ -12,7 +12,8 @@ ENV CLIENT_SCORING_HOME=/opt/client-scoring/var \
 
 WORKDIR /opt/client-scoring
 # The project's pinned dependencies (pyproject.toml) and the package itself; apache-airflow stays at
-# the image's version so pip never swaps the core underneath the providers.
+# the image's version so pip never swaps the core underneath the providers. sql/ is part of the build:
+# the wheel carries it as the package mlcore.sql, which `mlcore db upgrade` applies.
 COPY --chown=airflow:0 pyproject.toml README.md ./
 COPY --chown=airflow:0 mlcore ./mlcore
 COPY --chown=airflow:0 sql ./sql

@@ -5,7 +5,8 @@ When new note concepts land (the note_concepts Asset from `ingest_inbox`), score
 affected clients with the **Fast** champion, for the day of the upload, so fresh predictions
 exist within minutes (tier `fast` in `predictions`). The Elite nightly batch replaces them with
 better ones overnight. A manual run scores the clients in the `clients` param, or else the
-clients with notes dated on the run's day.
+clients with notes dated on the run's day. Before the first Fast model is trained (a fresh
+install), the run is skipped, not failed: its log says how to train one.
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def fast_scoring_on_upload():
         from airflow.sdk.exceptions import AirflowSkipException
 
         from client_scoring.wiring import engine, logical_day, settings
-        from mlcore.scoring import score
+        from mlcore.registry import Registry
+        from mlcore.scoring import score, upload_skip_reason
 
         context = get_current_context()
         day = logical_day(context)
@@ -47,8 +49,10 @@ def fast_scoring_on_upload():
             with eng.connect() as conn:
                 clients = set(conn.execute(sa.text("SELECT DISTINCT client_id FROM notes WHERE date = :d"),
                                            {"d": day}).scalars())
-        if not clients:
-            raise AirflowSkipException(f"no uploaded clients to score for {day}")
+        champion = Registry(eng, s.model_store).champion("fast")
+        reason = upload_skip_reason("fast", champion.version if champion else None, clients, day)
+        if reason:
+            raise AirflowSkipException(reason)
         res = score(eng, s, "fast", day, run_id=context["run_id"], clients=sorted(clients))
         return {"scored_for": str(day), "clients": res.n_clients, "model_version": res.model_version,
                 "seconds": round(res.seconds, 2)}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.resources
 import io
 import logging
 import re
@@ -12,12 +13,10 @@ import pandas as pd
 import sqlalchemy as sa
 
 from mlcore.config import Settings
+from mlcore.exceptions import ConfigError
 
 log = logging.getLogger(__name__)
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
-MIGRATIONS_DIR = SQL_DIR / "migrations"
-VIEWS_DIR = SQL_DIR / "views"
 _VIEW_NAME = re.compile(r"CREATE\s+VIEW\s+(\w+)", re.IGNORECASE)
 
 
@@ -73,16 +72,53 @@ def make_engine(settings_or_url) -> sa.Engine:
     return sa.create_engine(normalise_url(url), pool_pre_ping=True)
 
 
+def sql_dir() -> Path:
+    """The folder of the schema's SQL files: the package ``mlcore.sql`` (the repo's top-level ``sql/``).
+
+    A wheel carries them as ``mlcore/sql``; an editable install maps ``mlcore.sql`` onto the checkout's
+    ``sql/`` (pyproject.toml). A checkout imported without that mapping (the repo on ``PYTHONPATH``, or an
+    editable install made before it existed) has no ``mlcore.sql``: there, ``sql/`` is beside the package.
+    """
+    try:
+        root = importlib.resources.files("mlcore.sql")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "sql"
+    # A real folder, not a Traversable: yoyo reads the migrations from a path (pip installs files, not zips).
+    return Path(str(root))
+
+
+def sql_files(folder: str) -> list[Path]:
+    """The ``*.sql`` files of ``sql/<folder>`` in name order; raises ConfigError when there are none.
+
+    An install without its schema must fail loudly: an empty list would make ``upgrade`` apply nothing
+    and report success on an empty database.
+    """
+    path = sql_dir() / folder
+    files = sorted(path.glob("*.sql"))
+    if not files:
+        raise ConfigError(f"no SQL files in {path} (expected sql/{folder}/*.sql, shipped as package data of "
+                          f"mlcore.sql): install mlcore from a full checkout (`pip install .` or `pip install -e .` "
+                          f"with the sql/ folder beside pyproject.toml).")
+    return files
+
+
 def upgrade(engine: sa.Engine) -> list[str]:
     """Apply pending migrations from ``sql/migrations``, then (re)create the views of ``sql/views``.
 
-    Returns the ids of the migrations applied; running it again applies nothing new.
+    Returns the ids of the migrations applied; running it again applies nothing new. Raises ConfigError
+    when the installed package has no migration or view files.
+
+    Example:
+        >>> upgrade(make_engine(Settings.from_env()))  # doctest: +SKIP
+        ['0001_create_notes', ...]
     """
     from yoyo import get_backend, read_migrations
 
+    for folder in ("migrations", "views"):
+        sql_files(folder)  # an install without its schema fails here, before anything is applied
     url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     backend = get_backend(url)
-    migrations = read_migrations(str(MIGRATIONS_DIR))
+    migrations = read_migrations(str(sql_dir() / "migrations"))
     with backend.lock():
         pending = backend.to_apply(migrations)
         backend.apply_migrations(pending)
@@ -100,7 +136,7 @@ def apply_views(engine: sa.Engine) -> list[str]:
     Views hold no data, so they are repeatable rather than numbered migrations: the files are the
     current definitions. Each view is readable by the ``analyst`` role.
     """
-    files = sorted(VIEWS_DIR.glob("*.sql"))
+    files = sql_files("views")
     names = []
     for f in files:
         match = _VIEW_NAME.search(f.read_text())
@@ -193,7 +229,7 @@ def copy_rows_binary(cursor, frame: pd.DataFrame, table: str) -> None:
 
 def read_sql_file(name: str) -> str:
     """Text of a SQL file under ``sql/`` (views and example queries), e.g. ``queries/top_value_at_risk.sql``."""
-    return (SQL_DIR / name).read_text()
+    return (sql_dir() / name).read_text()
 
 
 def read_frame(engine: sa.Engine, sql: str, params: dict | None = None, **read_csv_kwargs) -> pd.DataFrame:

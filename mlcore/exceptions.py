@@ -14,7 +14,7 @@ class ArtifactIntegrityError(RuntimeError):
 
 
 class ConfigError(ValueError):
-    """A setting has a value outside what it accepts."""
+    """A setting is missing or has a value outside what it accepts, or the install lacks its schema files."""
 
 
 class DataQualityError(RuntimeError):

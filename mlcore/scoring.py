@@ -16,7 +16,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -145,6 +145,22 @@ def _write_chunks(cur, pipeline, engine, chunks: Iterator[pd.Series], scored_for
                     except BaseException:  # noqa: BLE001 - the first error is already propagating
                         pass
     return n
+
+
+def upload_skip_reason(tier: str, champion_version: int | None, clients: Collection[str],
+                       day: dt.date) -> str | None:
+    """Why an upload's clients are not scored with ``tier``'s champion, or None to score them.
+
+    An upload before the tier's first model is trained (a fresh install, the first drop) is expected,
+    not a failure: there is nothing to score with, so the run is skipped, saying how to train one.
+    """
+    if champion_version is None:
+        return (f"no {tier} champion is registered yet, so the upload of {day} is not scored: train one with a "
+                f"manual weekly_retrain run (param tiers [\"{tier}\"]) or `mlcore train --tier {tier}`; the "
+                f"uploads after that are scored.")
+    if not clients:
+        return f"no uploaded clients to score for {day}"
+    return None
 
 
 def score(engine: sa.Engine, settings: Settings, tier: str, scored_for: dt.date, run_id: str | None = None,

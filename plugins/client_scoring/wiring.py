@@ -43,10 +43,22 @@ def server_connection_url(conn_id: str = DB_CONN_ID) -> str | None:
 
 
 def settings(lookup=connection_url):
-    """mlcore Settings: the ``client_scoring_db`` connection (read by ``lookup``), else ``DATABASE_URL``."""
+    """mlcore Settings: the ``client_scoring_db`` connection (read by ``lookup``), else ``DATABASE_URL``.
+
+    Raises ConfigError when neither is set: mlcore would otherwise start its embedded Postgres inside
+    the worker, an empty database on that machine that no other component sees. The embedded server
+    is for the ``mlcore`` CLI and the demo only.
+    """
     from mlcore.config import Settings
+    from mlcore.exceptions import ConfigError
 
     url = lookup() or os.environ.get("DATABASE_URL")
+    if not url:
+        raise ConfigError(
+            f"no scoring database: the Airflow connection {DB_CONN_ID!r} is not defined and DATABASE_URL is not "
+            f"set. Define the connection (environment variable AIRFLOW_CONN_{DB_CONN_ID.upper()}="
+            f"postgres://user:password@host:5432/client_scoring, or `airflow connections add {DB_CONN_ID} "
+            f"--conn-uri ...`) or set DATABASE_URL to the same URL in every Airflow component's environment.")
     return Settings.from_env(database_url=url)
 
 

@@ -105,3 +105,16 @@ def test_ingest_inbox_and_fast_scoring_on_upload(scoring_env, small_world, tmp_p
         rows = conn.execute(sa.text("SELECT client_id, tier FROM predictions WHERE scored_for = :d ORDER BY 1"),
                             {"d": day}).all()
     assert [tuple(r) for r in rows] == [("C0000001", "fast"), ("C0000002", "fast")]
+
+
+def test_fast_scoring_before_the_first_fast_model_is_skipped_not_failed(scoring_env, tmp_path):
+    engine = scoring_env                     # a fresh install: notes uploaded, no model trained yet
+    day = dt.date(2025, 3, 1)
+    notes = tmp_path / "notes_first.csv"
+    notes.write_text(f"note_id,client_id,date\nn1,C0000001,{day}\nn2,C0000002,{day}\n")
+    ingest_file(engine, "notes", notes)
+    run = run_dag("fast_scoring_on_upload", day)           # the run succeeds: a skipped task is no failure
+    assert [(ti.task_id, str(ti.state)) for ti in run.get_task_instances()] == [("score_upload", "skipped")]
+    with engine.connect() as conn:
+        failures = conn.execute(sa.text("SELECT count(*) FROM alerts WHERE kind = 'task_failure'")).scalar_one()
+    assert failures == 0 and count(engine, "predictions") == 0

@@ -1,0 +1,1 @@
+"""The schema, installed as the package ``mlcore.sql`` (pyproject.toml): migrations, views, example queries."""

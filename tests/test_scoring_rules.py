@@ -1,0 +1,24 @@
+"""The scoring decision rules as plain functions: table-driven, no database."""
+import datetime as dt
+
+import pytest
+
+from mlcore.scoring import upload_skip_reason
+
+DAY = dt.date(2025, 6, 1)
+
+
+@pytest.mark.parametrize("champion, clients, expected", [
+    (3, ["C1", "C2"], None),                                              # a champion and an upload: score
+    (None, ["C1"], "no fast champion is registered yet"),                 # fresh install: skip, do not fail
+    (None, [], "no fast champion is registered yet"),                     # the missing model is the news
+    (3, [], "no uploaded clients to score for 2025-06-01"),
+])
+def test_an_upload_is_scored_only_with_a_champion_and_clients(champion, clients, expected):
+    reason = upload_skip_reason("fast", champion, clients, DAY)
+    assert reason == expected if expected is None else reason.startswith(expected)
+
+
+def test_the_no_champion_reason_says_how_to_train_one():
+    reason = upload_skip_reason("fast", None, ["C1"], DAY)
+    assert "weekly_retrain" in reason and "`mlcore train --tier fast`" in reason and str(DAY) in reason
