@@ -46,6 +46,6 @@ def test_drift_in_the_weekly_cadence_is_caught_once_within_the_bound(engine, tmp
         alerts = conn.execute(sa.text("SELECT tier, count(*) FROM alerts WHERE kind = 'drift' GROUP BY 1")).all()
         drift_models = conn.execute(sa.text("SELECT tier, count(*) FROM model_versions WHERE reason = 'drift' "
                                             "GROUP BY 1")).all()
-    assert dict(alerts)["elite"] == 1 and all(n == 1 for _, n in alerts)
-    assert dict(drift_models) == {tier: 1 for tier, _ in alerts if tier in dict(drift_models)}
-    assert dict(drift_models).get("elite") == 1
+    assert dict(alerts) == {"elite": 1}      # Fast's served scores (on upload) are too few here to evaluate
+    assert dict(drift_models) == {"elite": 1}
+    assert summary["fast"]["estimable"] > 0  # ... but its estimate speaks
