@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-quality airflow-ui clean
+.PHONY: install demo test bench bench-quality bench-cadence airflow-ui clean
 
 install: $(STAMP)
 
@@ -36,6 +36,11 @@ bench: install
 
 bench-quality: install
 	$(BIN)/python bench/quality.py
+
+# The monitoring loop in the production cadence (H = 90, weekly retraining, daily checks) on a stable,
+# a drifting and a covariate-shifted world: timeline and counts on stdout, bench/results/cadence.json.
+bench-cadence: install
+	$(BIN)/python -u bench/cadence.py
 
 clean:
 	rm -rf $(VENV) var

@@ -2,11 +2,15 @@
 ### Fast scoring on upload
 
 When new note concepts land (the note_concepts Asset from `ingest_inbox`), scores just the
-affected clients with the **Fast** champion, for the day of the upload, so fresh predictions
-exist within minutes (tier `fast` in `predictions`). The Elite nightly batch replaces them with
-better ones overnight. A manual run scores the clients in the `clients` param, or else the
-clients with notes dated on the run's day. Before the first Fast model is trained (a fresh
-install), the run is skipped, not failed: its log says how to train one.
+affected clients with the **Fast** champion, so fresh predictions exist within minutes (tier
+`fast` in `predictions`). The Elite nightly batch replaces them with better ones overnight.
+
+An upload is scored for its own day: the newest date of the notes it is about (`max_note_date`
+in the Asset event's extra), so a backfilled upload is not scored under the day it arrived; an
+asset-triggered run has no logical date to go by. Several uploads in one run are scored for the
+newest of their days. A manual run scores for its logical day the clients in the `clients`
+param, or else the clients with notes dated on that day. Before the first Fast model is trained
+(a fresh install), the run is skipped, not failed: its log says how to train one.
 """
 from __future__ import annotations
 
@@ -35,14 +39,12 @@ def fast_scoring_on_upload():
 
         from client_scoring.wiring import engine, logical_day, settings
         from mlcore.registry import Registry
-        from mlcore.scoring import score, upload_skip_reason
+        from mlcore.scoring import score, upload_day, upload_skip_reason
 
         context = get_current_context()
-        day = logical_day(context)
-        clients = set(params["clients"])
-        for events in (context.get("triggering_asset_events") or {}).values():
-            for event in events:
-                clients.update((event.extra or {}).get("clients", []))
+        extras = [e.extra or {} for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
+        day = upload_day(extras, fallback=logical_day(context))
+        clients = set(params["clients"]).union(*(e.get("clients", []) for e in extras))
         s = settings()
         eng = engine(s)
         if not clients:

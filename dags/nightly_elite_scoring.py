@@ -4,7 +4,9 @@
 Scores every client with notes as of the run's logical date with the **Elite** champion and
 replaces that day's Elite slice of `predictions`.
 
-1. `check_inputs` — notes exist and are fresh (newest note at most `max_staleness_days` old), a champion exists;
+1. `check_inputs` — notes exist and are fresh (newest note at most `max_staleness_days` old), a champion exists.
+   On a fresh install (no notes loaded yet, or no Elite champion yet) the run is skipped with a
+   reason, not failed; stale or missing notes on a live install fail it;
 2. `plan_partitions` — splits the clients into `partitions` id ranges (a DAG param);
 3. `score_partition` — one mapped task per range, staged in `prediction_batches` (re-runnable);
 4. `publish` — one transaction replaces the day's slice with the staged rows;
@@ -41,25 +43,20 @@ TIER = "elite"
 def nightly_elite_scoring():
     @task
     def check_inputs(params=None) -> dict:
-        """Refuse to score without fresh notes or without a champion."""
-        import sqlalchemy as sa
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from client_scoring.wiring import engine, logical_day, settings
+        """Skip on a fresh install (no notes or no champion yet); fail without fresh notes (mlcore.readiness)."""
+        from client_scoring.wiring import engine, enforce, logical_day, settings
+        from mlcore.readiness import scoring_readiness
         from mlcore.registry import Registry
+        from mlcore.scoring import note_facts
 
         context = get_current_context()
         day = logical_day(context)
         s = settings()
         eng = engine(s)
-        with eng.connect() as conn:
-            newest = conn.execute(sa.text("SELECT max(date) FROM notes WHERE date <= :d"), {"d": day}).scalar_one()
-        if newest is None:
-            raise AirflowFailException(f"no notes dated on or before {day}: load notes before scoring.")
-        if (day - newest).days > params["max_staleness_days"]:
-            raise AirflowFailException(f"inputs are stale: the newest note is from {newest}, "
-                                       f"{(day - newest).days} days before {day} (max {params['max_staleness_days']}).")
-        champion = Registry(eng, s.model_store).require_champion(TIER)
+        any_notes, newest = note_facts(eng, day)
+        champion = Registry(eng, s.model_store).champion(TIER)
+        enforce(scoring_readiness(TIER, day, any_notes, newest, params["max_staleness_days"],
+                                  champion.version if champion else None))
         return {"scored_for": str(day), "model_version": champion.version, "run_id": context["run_id"]}
 
     @task

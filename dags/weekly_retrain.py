@@ -51,13 +51,17 @@ def weekly_retrain():
     def train(spec: dict) -> dict:
         import datetime as dt
 
-        from client_scoring.wiring import engine, settings
+        from client_scoring.wiring import engine, enforce, settings
+        from mlcore.history_io import any_outcomes
+        from mlcore.readiness import training_readiness
         from mlcore.training import train_tier
 
         s = settings()
+        eng, as_of = engine(s), dt.date.fromisoformat(spec["as_of"])
+        # A fresh install (no outcomes yet) is skipped, not failed; too few outcomes still fail in train_tier.
+        enforce(training_readiness(spec["tier"], as_of, any_outcomes(eng)))
         since = dt.date.fromisoformat(spec["since"]) if spec["since"] else None
-        res = train_tier(engine(s), s, spec["tier"], dt.date.fromisoformat(spec["as_of"]), spec["reason"],
-                         since=since)
+        res = train_tier(eng, s, spec["tier"], as_of, spec["reason"], since=since)
         return {"tier": spec["tier"], "version": res.model.version, "promoted": res.promoted,
                 "why": res.gate["why"], "reason": spec["reason"], "fit_seconds": round(res.fit_seconds, 1),
                 "holdout": {t: res.metrics[t]["auc" if t != "clv" else "r2"]["value"] for t in res.metrics}}

@@ -54,6 +54,12 @@ def read_outcomes(engine: sa.Engine, until: dt.date, clients: list[str] | None =
                       dtype={"client_id": str}, parse_dates=["date"])
 
 
+def any_outcomes(engine: sa.Engine) -> bool:
+    """Whether at least one outcome is loaded (any date): false only before the first outcomes upload."""
+    with engine.connect() as conn:
+        return bool(conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM outcomes)")).scalar_one())
+
+
 def outcome_clients(engine: sa.Engine, until: dt.date) -> pd.Series:
     """The distinct clients of the outcome log rows dated on or before ``until``."""
     return read_frame(engine, "SELECT DISTINCT client_id FROM outcomes WHERE date <= %(until)s",

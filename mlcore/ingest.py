@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import io
 import re
@@ -85,6 +86,7 @@ class LoadResult:
     rows_inserted: int
     sha256: str
     clients: tuple[str, ...] = ()
+    newest_note: dt.date | None = None  # notes: the file's newest note; concepts: the newest note they are about
 
 
 class _Problems:
@@ -243,13 +245,13 @@ def ingest_file(engine: sa.Engine, kind: str, path: str | Path) -> LoadResult:
         raise InputDataError(f"{path}: no such file.")
     data = path.read_bytes()
     frame = read_contract_csv(kind, data, str(path))
-    inserted, clients = load_frame(engine, kind, frame, str(path))
+    inserted, clients, newest_note = _load_frame(engine, kind, frame, str(path))
     sha = hashlib.sha256(data).hexdigest()
     with engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO ingest_runs (kind, source, sha256, rows_in_file, rows_inserted) "
                              "VALUES (:k, :s, :h, :n, :i)"),
                      {"k": kind, "s": str(path), "h": sha, "n": len(frame), "i": inserted})
-    return LoadResult(kind, str(path), len(frame), inserted, sha, clients)
+    return LoadResult(kind, str(path), len(frame), inserted, sha, clients, newest_note)
 
 
 def load_frame(engine: sa.Engine, kind: str, frame: pd.DataFrame, source: str = "<frame>") -> tuple[int, tuple]:
@@ -259,6 +261,12 @@ def load_frame(engine: sa.Engine, kind: str, frame: pd.DataFrame, source: str = 
         Rows inserted (rows already present with identical values are skipped), and the clients
         the file is about.
     """
+    inserted, clients, _ = _load_frame(engine, kind, frame, source)
+    return inserted, clients
+
+
+def _load_frame(engine: sa.Engine, kind: str, frame: pd.DataFrame, source: str) -> tuple[int, tuple, dt.date | None]:
+    """``load_frame``, plus the newest date of the notes in (or referred to by) the frame; None for outcomes."""
     spec = _spec(kind)
     cols = spec.names
     raw = engine.raw_connection()
@@ -280,21 +288,29 @@ def load_frame(engine: sa.Engine, kind: str, frame: pd.DataFrame, source: str = 
             cur.execute(f"INSERT INTO {spec.table} ({col_list}) SELECT {col_list} FROM staging "
                         "ON CONFLICT DO NOTHING")
         inserted = cur.rowcount
-        cur.execute("SELECT DISTINCT n.client_id FROM staging s JOIN notes n USING (note_id)" if kind == "concepts"
-                    else "SELECT DISTINCT client_id FROM staging")
-        clients = tuple(sorted(r[0] for r in cur.fetchall()))
+        cur.execute(_CLIENTS[kind])
+        rows = cur.fetchall()
+        clients = tuple(sorted(r[0] for r in rows))
+        newest_note = max((r[1] for r in rows if r[1] is not None), default=None)
         if inserted:
             # Fresh statistics right after a bulk load: without them the planner scans whole tables
             # for per-client reads (measured: 1.7 s -> 0.06 s for a 2,000-client upload at 1M clients).
             cur.execute(f"ANALYZE {spec.table}")
         raw.commit()
-        return inserted, clients
+        return inserted, clients, newest_note
     except BaseException:
         raw.rollback()
         raise
     finally:
         raw.close()
 
+
+# Each client the staged rows are about, with the newest note date among them (notes and concepts).
+_CLIENTS = {
+    "notes": "SELECT client_id, max(date) FROM staging GROUP BY client_id",
+    "concepts": "SELECT n.client_id, max(n.date) FROM staging s JOIN notes n USING (note_id) GROUP BY n.client_id",
+    "outcomes": "SELECT DISTINCT client_id, CAST(NULL AS date) FROM staging",
+}
 
 _CHECKS = {
     "notes": [(

@@ -16,7 +16,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -55,6 +55,14 @@ def clients_with_notes(engine: sa.Engine, as_of: dt.date, clients: list[str] | N
         params["c"] = list(clients)
     ids = read_frame(engine, sql + " ORDER BY client_id", params, dtype={"client_id": str})["client_id"]
     return ids.sort_values(kind="stable").reset_index(drop=True)
+
+
+def note_facts(engine: sa.Engine, day: dt.date) -> tuple[bool, dt.date | None]:
+    """Whether any note is loaded at all, and the newest note dated on or before ``day`` (or None)."""
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM notes) AS any_notes, "
+                                   "(SELECT max(date) FROM notes WHERE date <= :d) AS newest"), {"d": day}).one()
+    return bool(row.any_notes), row.newest
 
 
 def _history(engine: sa.Engine, clients: pd.Series, as_of: dt.date, ranged: bool):
@@ -145,6 +153,19 @@ def _write_chunks(cur, pipeline, engine, chunks: Iterator[pd.Series], scored_for
                     except BaseException:  # noqa: BLE001 - the first error is already propagating
                         pass
     return n
+
+
+def upload_day(events: Iterable[dict], fallback: dt.date) -> dt.date:
+    """The day an upload is scored for: the newest ``max_note_date`` among the upload events' extras.
+
+    That is the date of the newest note the uploaded concepts are about, so a backfilled upload is
+    scored for its own day, not for the day it happened to arrive. Runs without such an event (a
+    manual run, an event from before the extra existed) use ``fallback``, the run's logical day.
+    Several uploads in one run are scored together for the newest of their days, which is as of
+    every note they carry.
+    """
+    days = [dt.date.fromisoformat(e["max_note_date"]) for e in events if (e or {}).get("max_note_date")]
+    return max(days, default=fallback)
 
 
 def upload_skip_reason(tier: str, champion_version: int | None, clients: Collection[str],

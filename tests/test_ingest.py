@@ -1,4 +1,6 @@
 """Ingest: contract validation at the boundary, all-or-nothing loads, idempotent re-loads."""
+import datetime as dt
+
 import pytest
 
 from pg import count
@@ -148,3 +150,12 @@ def test_failure_inside_the_transaction_leaves_nothing(loaded, tmp_path, monkeyp
     with pytest.raises(RuntimeError):
         ingest_file(loaded, "outcomes", write(tmp_path, "o.csv", OUTCOMES))
     assert count(loaded, "outcomes") == 0
+
+
+def test_a_load_reports_the_newest_note_it_holds_or_refers_to(engine, tmp_path):
+    notes = ingest_file(engine, "notes", write(tmp_path, "notes.csv", NOTES))
+    concepts = ingest_file(engine, "concepts", write(tmp_path, "concepts.csv", CONCEPTS.split("n2,")[0]))  # n1 only
+    outcomes = ingest_file(engine, "outcomes", write(tmp_path, "outcomes.csv", OUTCOMES))
+    assert notes.newest_note == dt.date(2025, 2, 3)           # n2, a timestamp, counts by its day
+    assert concepts.newest_note == dt.date(2025, 1, 2)        # the date of note n1, which the concepts are about
+    assert outcomes.newest_note is None

@@ -3,7 +3,7 @@ import datetime as dt
 
 import pytest
 
-from mlcore.scoring import upload_skip_reason
+from mlcore.scoring import upload_day, upload_skip_reason
 
 DAY = dt.date(2025, 6, 1)
 
@@ -22,3 +22,14 @@ def test_an_upload_is_scored_only_with_a_champion_and_clients(champion, clients,
 def test_the_no_champion_reason_says_how_to_train_one():
     reason = upload_skip_reason("fast", None, ["C1"], DAY)
     assert "weekly_retrain" in reason and "`mlcore train --tier fast`" in reason and str(DAY) in reason
+
+
+@pytest.mark.parametrize("extras, expected", [
+    ([], DAY),                                                                    # a manual run: its logical day
+    ([{"clients": ["C1"]}], DAY),                                                 # an event from before max_note_date
+    ([{"max_note_date": "2025-03-14", "clients": ["C1"]}], dt.date(2025, 3, 14)),   # a backfill: its notes' day
+    ([{"max_note_date": "2025-03-14"}, {"max_note_date": "2025-03-20"}, {}], dt.date(2025, 3, 20)),  # newest
+    ([{"max_note_date": None}], DAY),
+])
+def test_an_upload_is_scored_for_the_day_of_its_newest_note(extras, expected):
+    assert upload_day(extras, fallback=DAY) == expected

@@ -58,3 +58,18 @@ def test_model_health_answers_503_naming_the_missing_connection(monkeypatch):
     with pytest.raises(HTTPException) as err:
         asyncio.run(model_health.health(days=120))
     assert err.value.status_code == 503 and "client_scoring_db" in err.value.detail
+
+
+@pytest.mark.parametrize("action, raised", [("skip", "AirflowSkipException"), ("fail", "AirflowFailException")])
+def test_enforce_skips_or_fails_the_task_with_the_reason(action, raised):
+    from mlcore.readiness import Readiness
+
+    with pytest.raises(Exception, match="because") as info:
+        wiring.enforce(Readiness(action, "because"))
+    assert type(info.value).__name__ == raised
+
+
+def test_enforce_lets_a_ready_task_run():
+    from mlcore.readiness import Readiness
+
+    assert wiring.enforce(Readiness("run")) is None

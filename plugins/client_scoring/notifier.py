@@ -29,7 +29,8 @@ class ClientScoringNotifier(BaseNotifier):
         kind: ``drift``, ``task_failure`` or ``test``.
         title: Alert title; defaults to one built from the failing task.
         payload: JSON-serialisable details; defaults to the failing task's identity and error.
-        dedup_key: Alerts with the same key are one alert; defaults to the failing task instance.
+        dedup_key: Alerts with the same key are one alert; defaults to the failing task instance (one
+            per map index of a mapped task, see ``task_failure_alert``).
         tier: Model tier concerned, if any.
     """
 
@@ -49,14 +50,11 @@ class ClientScoringNotifier(BaseNotifier):
 
     def _from_context(self, context) -> tuple[str, dict, str]:
         ti = context.get("ti") or context.get("task_instance")
-        dag_id = getattr(ti, "dag_id", None) or context["dag"].dag_id
-        task_id = getattr(ti, "task_id", "?")
-        run_id = context.get("run_id") or getattr(ti, "run_id", "?")
         error = context.get("exception")
-        payload = {"dag_id": dag_id, "task_id": task_id, "run_id": run_id,
-                   "try_number": getattr(ti, "try_number", None), "error": repr(error) if error else None}
-        return (f"Task failed: {dag_id}.{task_id} ({run_id})", payload,
-                f"task_failure:{dag_id}:{task_id}:{run_id}")
+        return task_failure_alert(
+            dag_id=getattr(ti, "dag_id", None) or context["dag"].dag_id, task_id=getattr(ti, "task_id", "?"),
+            run_id=context.get("run_id") or getattr(ti, "run_id", "?"), map_index=getattr(ti, "map_index", -1),
+            try_number=getattr(ti, "try_number", None), error=repr(error) if error else None)
 
     def notify(self, context) -> None:
         from mlcore.alerts import mark_recorded_only, raise_alert, record_delivery
@@ -111,6 +109,27 @@ class ClientScoringNotifier(BaseNotifier):
         response = hook.run(endpoint=endpoint, data=json.dumps(body, default=str),
                             headers={"Content-Type": "application/json"})
         return f"HTTP {response.status_code}"
+
+
+def task_failure_alert(dag_id: str, task_id: str, run_id: str, map_index: int | None = -1,
+                       try_number: int | None = None, error: str | None = None) -> tuple[str, dict, str]:
+    """Title, payload and dedup key of the alert for one failed task instance.
+
+    Each mapped instance (``map_index`` >= 0) is its own alert: two failed partitions of one run are
+    two alerts. An unmapped task (``map_index`` -1 or None) keeps the key it always had,
+    ``task_failure:{dag_id}:{task_id}:{run_id}``, so alerts recorded before mapping was told apart
+    still suppress their repeats.
+
+    Example:
+        >>> task_failure_alert("nightly_elite_scoring", "score_partition", "r1", 2)[2]
+        'task_failure:nightly_elite_scoring:score_partition:r1:2'
+    """
+    mapped = map_index is not None and map_index >= 0
+    where = f"{dag_id}.{task_id}[{map_index}]" if mapped else f"{dag_id}.{task_id}"
+    payload = {"dag_id": dag_id, "task_id": task_id, "run_id": run_id, "map_index": map_index if mapped else -1,
+               "try_number": try_number, "error": error}
+    key = f"task_failure:{dag_id}:{task_id}:{run_id}" + (f":{map_index}" if mapped else "")
+    return f"Task failed: {where} ({run_id})", payload, key
 
 
 def _has_connection(conn_id: str) -> bool:

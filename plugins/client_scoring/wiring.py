@@ -73,6 +73,19 @@ def logical_day(context) -> dt.date:
     return when.date()
 
 
+def enforce(readiness) -> None:
+    """Act on an mlcore readiness decision inside a task: skip it or fail it (no retry) with the reason.
+
+    A ``run`` decision returns, and the task goes on.
+    """
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    if readiness.action == "skip":
+        raise AirflowSkipException(readiness.reason)
+    if readiness.action == "fail":
+        raise AirflowFailException(readiness.reason)
+
+
 def default_args(**overrides) -> dict:
     from client_scoring.notifier import ClientScoringNotifier
 

@@ -104,3 +104,32 @@ def test_failed_delivery_is_recorded_raised_and_retried_only_where_it_failed(
 def test_alert_without_channels_is_recorded(scoring_env):
     ClientScoringNotifier(kind="test", dedup_key="test:1", title="t", payload={}).notify({})
     assert [r[1] for r in alerts(scoring_env)] == ["recorded"]
+
+
+@pytest.mark.parametrize("map_index, key, title", [
+    (-1, "task_failure:d:t:r1", "Task failed: d.t (r1)"),              # unmapped: the key it always had
+    (None, "task_failure:d:t:r1", "Task failed: d.t (r1)"),
+    (0, "task_failure:d:t:r1:0", "Task failed: d.t[0] (r1)"),          # each mapped instance is its own alert
+    (2, "task_failure:d:t:r1:2", "Task failed: d.t[2] (r1)"),
+])
+def test_task_failure_alert_is_one_per_map_index(map_index, key, title):
+    from client_scoring.notifier import task_failure_alert
+
+    t, payload, k = task_failure_alert("d", "t", "r1", map_index, try_number=1, error="ValueError('x')")
+    assert (t, k) == (title, key)
+    assert payload == {"dag_id": "d", "task_id": "t", "run_id": "r1", "map_index": -1 if map_index is None
+                       else map_index, "try_number": 1, "error": "ValueError('x')"}
+
+
+def test_two_failed_mapped_instances_of_one_task_are_two_alerts(scoring_env):
+    from types import SimpleNamespace
+
+    notifier = ClientScoringNotifier(kind="task_failure")
+    for index in (0, 1, 1):                              # the second failure of instance 1 is a repeat
+        ti = SimpleNamespace(dag_id="nightly_elite_scoring", task_id="score_partition", run_id="r1",
+                             map_index=index, try_number=1)
+        notifier.notify({"ti": ti, "run_id": "r1", "exception": RuntimeError(f"partition {index}")})
+    with scoring_env.connect() as conn:
+        rows = conn.execute(sa.text("SELECT dedup_key, repeats, payload ->> 'map_index' FROM alerts ORDER BY id")).all()
+    assert [tuple(r) for r in rows] == [("task_failure:nightly_elite_scoring:score_partition:r1:0", 0, "0"),
+                                        ("task_failure:nightly_elite_scoring:score_partition:r1:1", 1, "1")]

@@ -5,6 +5,7 @@ import pytest
 import sqlalchemy as sa
 
 from client_scoring.replay import run_dag
+from dagrun import run_once, states
 from pg import count
 from mlcore.config import Settings
 from mlcore.ingest import ingest_file
@@ -90,12 +91,13 @@ def test_ingest_inbox_and_fast_scoring_on_upload(scoring_env, small_world, tmp_p
     (inbox / "note_concepts_new.csv").write_text("note_id,concept_id,start,end,confidence\n"
                                                  "new1,golf,0,4,0.9\nnew2,gift_birthday,3,16,1\n")
     (inbox / "outcomes_bad.csv").write_text("client_id,purchased,churned,lifetime_value,date\nC0000001,2,0,5,2025-01-01\n")
-    run = run_dag("ingest_inbox", day)
+    run = run_once("ingest_inbox", day)          # the loads succeed; the rejected file fails the run after them
+    assert states(run)["report_rejections"] == ["failed"] and states(run)["load_concepts"] == ["success"]
     assert sorted(p.name for p in (inbox / "processed").iterdir()) == [
         "note_concepts_new.csv", "note_concepts_new.csv.report.txt", "notes_new.csv", "notes_new.csv.report.txt"]
     report = (inbox / "rejected" / "outcomes_bad.csv.report.txt").read_text()
     assert "row 2, column 'purchased': expected 0 or 1, found '2'" in report
-    assert not list(inbox.glob("*.csv"))
+    assert not list(inbox.glob("*.csv")) and not list((inbox / "claimed").iterdir())
     [event] = asset_events("client_scoring://inputs/note_concepts", run)
     assert event["clients"] == ["C0000001", "C0000002"]
     assert not asset_events("client_scoring://inputs/outcomes", run)     # nothing loaded: no event
