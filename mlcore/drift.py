@@ -94,12 +94,17 @@ def is_breach(live: dict, baseline: dict, tolerance: float, n: int, min_n: int) 
 
 
 def is_estimated_drop(estimate: dict, tolerance: float) -> bool | None:
-    """True when an estimated AUC's upper band is below its reference minus ``tolerance`` for a target.
+    """True when, for a target, the estimated AUC is below its validation reference minus ``tolerance``
+    with 97.5 % confidence (the estimate's band and the reference's own sampling error, as in
+    :func:`upper_bound`).
 
     None when no target has a reliable estimate (poor calibration, too few scores).
     """
-    flags = [e["hi"] < e["reference"] - tolerance for e in (estimate.get(t) or {} for t in DECISION_TARGETS)
-             if e.get("reliable") and e.get("hi") is not None and e.get("reference") is not None]
+    flags = []
+    for e in (estimate.get(t) or {} for t in DECISION_TARGETS):
+        if e.get("reliable") and e.get("hi") is not None and e.get("reference") is not None:
+            upper = upper_bound(e, {"se": e.get("reference_se")})
+            flags.append(upper < e["reference"] - tolerance)
     return any(flags) if flags else None
 
 

@@ -72,14 +72,15 @@ def reference(metrics: dict, target: str) -> dict:
     """What an estimate of ``target`` compares with, from a model version's validation metrics.
 
     Returns:
-        ``{"auc": estimated AUC on the validation window (else the realized one), "realized": realized
-        validation AUC, "ece": the validation ECE or None, "ece_noise": its sampling floor or None}``.
+        ``{"auc": estimated AUC on the validation window (else the realized one), "auc_se": its sampling
+        standard error (None for models trained before it was recorded), "realized": realized validation
+        AUC, "ece": the validation ECE or None, "ece_noise": its sampling floor or None}``.
     """
     entry = metrics.get(target, {})
     realized = entry.get("auc", {}).get("value")
     cal = entry.get("calibration") or {}
-    return {"auc": cal.get("estimated_auc", realized), "realized": realized, "ece": cal.get("ece"),
-            "ece_noise": cal.get("ece_noise")}
+    return {"auc": cal.get("estimated_auc", realized), "auc_se": cal.get("estimated_auc_se"), "realized": realized,
+            "ece": cal.get("ece"), "ece_noise": cal.get("ece_noise")}
 
 
 def estimate(scores: dict[str, np.ndarray], metrics_of: dict, versions: np.ndarray, max_ece: float,
@@ -95,19 +96,22 @@ def estimate(scores: dict[str, np.ndarray], metrics_of: dict, versions: np.ndarr
             target unreliable (shown, deciding nothing); a model without calibration data is unreliable too.
 
     Returns:
-        ``{target: {"value", "lo", "hi", "n", "reference", "realized_reference", "ece", "ece_noise", "reliable"}}``.
+        ``{target: {"value", "lo", "hi", "n", "reference", "reference_se", "realized_reference", "ece",
+        "ece_noise", "reliable"}}``.
     """
     versions = np.asarray(versions)
     shares = {v: float(np.mean(versions == v)) for v in np.unique(versions)}
     out = {}
     for target, p in scores.items():
         refs = {v: reference(metrics_of.get(v, {}), target) for v in shares}
-        mix = {k: _weighted({v: r[k] for v, r in refs.items()}, shares) for k in ("auc", "realized", "ece", "ece_noise")}
+        mix = {k: _weighted({v: r[k] for v, r in refs.items()}, shares)
+               for k in ("auc", "auc_se", "realized", "ece", "ece_noise")}
         est = estimate_auc(p, n_sim=n_sim, random_state=random_state)
         reliable = (mix["ece"] is not None and mix["ece"] <= max(max_ece, mix["ece_noise"] or 0.0)
                     and est["value"] is not None and mix["auc"] is not None)
-        out[target] = {**est, "reference": mix["auc"], "realized_reference": mix["realized"], "ece": mix["ece"],
-                       "ece_noise": mix["ece_noise"], "reliable": bool(reliable)}
+        out[target] = {**est, "reference": mix["auc"], "reference_se": mix["auc_se"],
+                       "realized_reference": mix["realized"], "ece": mix["ece"], "ece_noise": mix["ece_noise"],
+                       "reliable": bool(reliable)}
     return out
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from mlcore.config import Settings
-from mlcore.estimation import expected_auc
+from mlcore.estimation import estimate_auc
 from mlcore.evaluation import CLASSIFIERS, calibration, evaluate, headline
 from mlcore.exceptions import InputDataError
 from mlcore.features import History, build_history
@@ -171,7 +171,9 @@ def add_monitoring_reference(metrics: dict, y: np.ndarray, pred: np.ndarray) -> 
     the reliability table and ECE, the label-free AUC estimate, and the deciles of the scores."""
     for target, col in CLASSIFIERS.items():
         cal = calibration(y[:, col], pred[:, col])
-        cal["estimated_auc"] = round(expected_auc(pred[:, col]), 6)
+        est = estimate_auc(pred[:, col])
+        cal["estimated_auc"] = est["value"]
+        cal["estimated_auc_se"] = None if est["lo"] is None else round((est["hi"] - est["lo"]) / (2 * 1.959964), 6)
         metrics[target]["calibration"] = cal
         metrics[target]["score_deciles"] = [round(float(q), 6) for q in np.quantile(pred[:, col], np.linspace(0, 1, 11))]
     return metrics

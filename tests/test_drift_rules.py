@@ -120,13 +120,14 @@ def test_the_baselines_own_uncertainty_widens_the_breach_bound(base_se, expected
     assert drift.is_breach(lv, base, 0.01, 500, 300) is expected
 
 
-def est(hi, ref, reliable=True):
-    return {"hi": hi, "reference": ref, "reliable": reliable}
+def est(hi, ref, reliable=True, ref_se=None):
+    return {"value": hi - 0.01, "hi": hi, "reference": ref, "reference_se": ref_se, "reliable": reliable}
 
 
 @pytest.mark.parametrize("estimate, expected", [
     ({"purchase": est(0.74, 0.75), "churn": est(0.70, 0.70)}, False),
     ({"purchase": est(0.72, 0.75), "churn": est(0.70, 0.70)}, True),
+    ({"purchase": est(0.72, 0.75, ref_se=0.01), "churn": est(0.70, 0.70)}, False),  # the reference's own noise
     ({"purchase": est(0.72, 0.75, reliable=False), "churn": est(0.70, 0.70)}, False),  # only reliable targets count
     ({"purchase": est(0.5, 0.75, reliable=False), "churn": est(0.5, 0.70, reliable=False)}, None),
     ({}, None),
