@@ -137,6 +137,8 @@ def _row(i: int, r) -> dict:
             "purchase_auc": (r.live.get("purchase") or {}).get("auc", {}).get("value"),
             "churn_auc": (r.live.get("churn") or {}).get("auc", {}).get("value"),
             "purchase_base": r.baseline["purchase"]["auc"]["value"], "churn_base": r.baseline["churn"]["auc"]["value"],
+            "detectable_drop": max([(r.live.get(t) or {}).get("auc", {}).get("detectable_drop") or 0.0
+                                    for t in ("purchase", "churn")]) or None,
             "breach": r.breach, "decision": r.decision, "action": r.action,
             "est_purchase": (est.get("purchase") or {}).get("value"), "est_churn": (est.get("churn") or {}).get("value"),
             "est_purchase_ref": (est.get("purchase") or {}).get("reference"),
@@ -182,7 +184,10 @@ def _summary(engine, checks: pd.DataFrame, events: list[dict], timeline: Timelin
              "alarms": int(c["action"].isin(["alert", "alert_and_retrain", "alert_only_cooldown"]).sum()),
              "warnings": int((c["estimate_action"] == "warn").sum()),
              "false_alarms_before_drift": int(before["decision"].isin(["drift"]).sum()),
-             "first_evaluable_day": _first(c, c["breach"].notna())}
+             "first_evaluable_day": _first(c, c["breach"].notna()),
+             "median_n": float(c.loc[c["breach"].notna(), "n"].median()) if c["breach"].notna().any() else None,
+             "median_detectable_drop": (round(float(c["detectable_drop"].dropna().median()), 4)
+                                        if c["detectable_drop"].notna().any() else None)}
         if timeline.drift_day is not None:
             first_alarm = _first(after, after["action"].str.startswith("alert"))
             first_breach = _first(after, after["breach"] == True)  # noqa: E712
@@ -207,6 +212,8 @@ def main(argv=None) -> int:
     p.add_argument("--first-day", type=int, default=Timeline.first_day)
     p.add_argument("--last-day", type=int, default=Timeline.last_day)
     p.add_argument("--drift-day", type=int, default=Timeline.drift_day)
+    p.add_argument("--outcome-gap", type=int, nargs=2, default=Timeline.outcome_gap_days, metavar=("LO", "HI"),
+                   help="days between two logged outcomes of a client (synth default 60 240)")
     p.add_argument("--worlds", nargs="+", choices=["stable", "drift", "covariate"],
                    default=["stable", "drift", "covariate"])
     p.add_argument("--workdir", type=Path, default=ROOT / "var" / "bench-cadence")
@@ -220,7 +227,8 @@ def main(argv=None) -> int:
     worlds = {"stable": {"drift_day": None}, "drift": {"drift_day": args.drift_day},
               "covariate": {"drift_day": args.drift_day, "drift_flip_share": 0.0, "drift_concepts_per_note": 1.5}}
     for name in args.worlds:
-        timeline = Timeline(args.clients, args.seed, first_day=args.first_day, last_day=args.last_day, **worlds[name])
+        timeline = Timeline(args.clients, args.seed, first_day=args.first_day, last_day=args.last_day,
+                            outcome_gap_days=tuple(args.outcome_gap), **worlds[name])
         print(f"\n=== {name} world: {timeline}")
         with fresh_database(test_server_url()) as engine, tempfile.TemporaryDirectory() as home:
             s = dataclasses.replace(settings, database_url=engine.url.render_as_string(hide_password=False),

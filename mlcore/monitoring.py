@@ -171,7 +171,11 @@ def live_metrics(matched: pd.DataFrame, metrics_of: dict, settings: Settings) ->
         weights[target] = {int(v): g["weight"] for v, g in strat["groups"].items()}
     baseline = drift.weighted_baseline(metrics_of, weights)
     for target in drift.DECISION_TARGETS:
-        live[target]["auc"]["upper_vs_baseline"] = _round(drift.upper_bound(live[target]["auc"], baseline[target]["auc"]))
+        auc = live[target]["auc"]
+        auc["upper_vs_baseline"] = _round(drift.upper_bound(auc, baseline[target]["auc"]))
+        # the smallest drop below the baseline this check could call a breach, at this volume
+        auc["detectable_drop"] = (None if auc["upper_vs_baseline"] is None else
+                                  _round(settings.drift_tolerance + auc["upper_vs_baseline"] - auc["value"]))
     clv = {}
     for v, m in metrics_of.items():
         share = float(np.mean(version == v))

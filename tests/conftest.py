@@ -10,11 +10,10 @@ import sqlalchemy as sa
 from mlcore.alerts import raise_alert
 from mlcore.config import Settings
 from mlcore.monitoring import check_tier
-from mlcore.ingest import ingest_file
 from mlcore.scoring import score
 from mlcore.synth import WorldSpec, write_world
 from mlcore.training import train_tier
-from pg import fresh_database, test_server_url
+from pg import fresh_database, ingest_world, test_server_url
 
 
 @pytest.fixture(scope="session")
@@ -40,14 +39,6 @@ def small_world(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("world")
     write_world(WorldSpec(n_clients=2000, days=730, seed=11), out)
     return out
-
-
-def ingest_world(engine, world: Path):
-    """Load a written world's three files; returns the newest outcome date."""
-    for kind, name in (("notes", "notes.csv"), ("concepts", "note_concepts.csv"), ("outcomes", "outcomes.csv")):
-        ingest_file(engine, kind, world / name)
-    with engine.connect() as conn:
-        return conn.execute(sa.text("SELECT max(date) FROM outcomes")).scalar_one()
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from mlcore import db
+from mlcore.ingest import ingest_file
 
 
 @functools.lru_cache(maxsize=1)
@@ -62,3 +63,11 @@ def conn_uri(url: str) -> str:
     if u.host:
         return f"postgres://{u.username or ''}@{u.host}:{u.port or 5432}/{u.database}"
     return f"postgres://{u.username or ''}@/{u.database}?host={u.query['host']}"
+
+
+def ingest_world(engine, world: Path):
+    """Load a written world's three files; returns the newest outcome date."""
+    for kind, name in (("notes", "notes.csv"), ("concepts", "note_concepts.csv"), ("outcomes", "outcomes.csv")):
+        ingest_file(engine, kind, world / name)
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT max(date) FROM outcomes")).scalar_one()

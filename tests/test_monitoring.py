@@ -10,8 +10,7 @@ from mlcore.config import Settings
 from mlcore.registry import Registry
 from mlcore.scoring import score
 from mlcore.training import train_tier
-from conftest import ingest_world
-from pg import fresh_database
+from pg import fresh_database, ingest_world
 
 
 @pytest.fixture(scope="module")
