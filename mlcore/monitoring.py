@@ -368,10 +368,14 @@ def _record(engine, settings, tier, check_date, champion, start, n, live, baseli
             "estimate_decision": est_decision, "estimate_action": est_action, "estimate_episode_id": est_episode}
 
 
+def _aucs(metrics: dict) -> dict:
+    """The AUC value of each decision target in a live or baseline metrics dict."""
+    return {t: (metrics.get(t) or {}).get("auc", {}).get("value") for t in drift.DECISION_TARGETS}
+
+
 def alerts_for(result: CheckResult) -> list[AlertSpec]:
     """The alerts a check asks for: one per new realized drift episode, one warning per new estimated one."""
     out = []
-    auc = lambda d: {t: (d.get(t) or {}).get("auc", {}).get("value") for t in drift.DECISION_TARGETS}  # noqa: E731
     if result.wants_alert:
         out.append(AlertSpec(
             "drift", result.tier, f"drift:{result.tier}:{result.episode_id}",
@@ -379,7 +383,7 @@ def alerts_for(result: CheckResult) -> list[AlertSpec]:
             f"{result.check_date}",
             {"tier": result.tier, "check_date": str(result.check_date), "n": result.n, "decision": result.decision,
              "action": result.action, "episode_id": result.episode_id, "served_versions": result.versions,
-             "live_auc": auc(result.live), "baseline_auc": auc(result.baseline)}))
+             "live_auc": _aucs(result.live), "baseline_auc": _aucs(result.baseline)}))
     if result.wants_warning:
         est = result.estimate
         out.append(AlertSpec(
@@ -397,11 +401,10 @@ def alerts_for(result: CheckResult) -> list[AlertSpec]:
 
 def summary(result: CheckResult) -> dict:
     """A JSON-ready summary of a check (the DAG task's return value and the CLI's line)."""
-    auc = lambda d: {t: (d.get(t) or {}).get("auc", {}).get("value") for t in drift.DECISION_TARGETS}  # noqa: E731
     return {"tier": result.tier, "check_date": str(result.check_date), "model_version": result.model_version,
             "n": result.n, "breach": result.breach, "decision": result.decision, "action": result.action,
-            "episode_id": result.episode_id, "served_versions": result.versions, "live_auc": auc(result.live),
-            "baseline_auc": auc(result.baseline), "estimate_decision": result.estimate_decision,
+            "episode_id": result.episode_id, "served_versions": result.versions, "live_auc": _aucs(result.live),
+            "baseline_auc": _aucs(result.baseline), "estimate_decision": result.estimate_decision,
             "estimate_action": result.estimate_action, "estimate_episode_id": result.estimate_episode_id,
             "estimated_auc": {t: (result.estimate.get(t) or {}).get("value") for t in drift.DECISION_TARGETS},
             "wants_alert": result.wants_alert, "wants_retrain": result.wants_retrain,
