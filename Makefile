@@ -20,11 +20,11 @@ $(STAMP): pyproject.toml
 
 # The main job: a drifting world's timeline replayed through real Airflow DAG runs.
 demo: install
-	PYTHONPATH=plugins $(BIN)/python -u -m client_scoring.replay
+	PYTHONPATH=plugins $(BIN)/python -u -m demo.replay
 
 # The Airflow UI (http://localhost:8080) on the demo's databases; login: see README.
 airflow-ui: install
-	PYTHONPATH=plugins $(BIN)/python -u -m client_scoring.standalone
+	PYTHONPATH=plugins $(BIN)/python -u -m demo.standalone
 
 test: install
 	$(BIN)/python -m pytest -q

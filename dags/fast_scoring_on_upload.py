@@ -34,28 +34,23 @@ from client_scoring.wiring import default_args
 def fast_scoring_on_upload():
     @task
     def score_upload(params=None) -> dict:
-        import sqlalchemy as sa
         from airflow.sdk.exceptions import AirflowSkipException
 
         from client_scoring.wiring import engine, logical_day, settings
         from mlcore.registry import Registry
-        from mlcore.scoring import score, upload_day, upload_skip_reason
+        from mlcore.scoring import score, upload_clients, upload_day, upload_skip_reason
 
         context = get_current_context()
         extras = [e.extra or {} for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
         day = upload_day(extras, fallback=logical_day(context))
-        clients = set(params["clients"]).union(*(e.get("clients", []) for e in extras))
         s = settings()
         eng = engine(s)
-        if not clients:
-            with eng.connect() as conn:
-                clients = set(conn.execute(sa.text("SELECT DISTINCT client_id FROM notes WHERE date = :d"),
-                                           {"d": day}).scalars())
+        clients = upload_clients(eng, day, params["clients"], extras)
         champion = Registry(eng, s.model_store).champion("fast")
         reason = upload_skip_reason("fast", champion.version if champion else None, clients, day)
         if reason:
             raise AirflowSkipException(reason)
-        res = score(eng, s, "fast", day, run_id=context["run_id"], clients=sorted(clients))
+        res = score(eng, s, "fast", day, run_id=context["run_id"], clients=clients)
         return {"scored_for": str(day), "clients": res.n_clients, "model_version": res.model_version,
                 "seconds": round(res.seconds, 2)}
 

@@ -168,6 +168,20 @@ def upload_day(events: Iterable[dict], fallback: dt.date) -> dt.date:
     return max(days, default=fallback)
 
 
+def upload_clients(engine: sa.Engine, day: dt.date, requested: Iterable[str], events: Iterable[dict]) -> list[str]:
+    """The clients an upload run scores, sorted: ``requested`` and the clients the upload events name.
+
+    When neither names any (a manual run without ``clients``, or an upload too large for its event to
+    list its clients), the clients with a note dated on ``day``.
+    """
+    clients = set(requested).union(*((e or {}).get("clients", []) for e in events))
+    if not clients:
+        with engine.connect() as conn:
+            clients = set(conn.execute(sa.text("SELECT DISTINCT client_id FROM notes WHERE date = :d"),
+                                       {"d": day}).scalars())
+    return sorted(clients)
+
+
 def upload_skip_reason(tier: str, champion_version: int | None, clients: Collection[str],
                        day: dt.date) -> str | None:
     """Why an upload's clients are not scored with ``tier``'s champion, or None to score them.

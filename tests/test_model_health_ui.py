@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from client_scoring.replay import airflow_env
+from demo.replay import airflow_env
 from pg import conn_uri, create_database, drop_database
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")

@@ -33,3 +33,19 @@ def test_the_no_champion_reason_says_how_to_train_one():
 ])
 def test_an_upload_is_scored_for_the_day_of_its_newest_note(extras, expected):
     assert upload_day(extras, fallback=DAY) == expected
+
+
+@pytest.mark.parametrize("requested, events, expected", [
+    (["C9"], [{"clients": ["C2", "C1"]}], ["C1", "C2", "C9"]),   # the param and every event's clients
+    ([], [{"clients": ["C3"]}, {}], ["C3"]),
+    ([], [{"n_clients": 60_000}], ["C1", "C2"]),                 # too many to list: the day's notes
+    ([], [], ["C1", "C2"]),                                      # a manual run without clients
+])
+def test_the_clients_an_upload_run_scores(engine, tmp_path, requested, events, expected):
+    from mlcore.ingest import ingest_file
+    from mlcore.scoring import upload_clients
+
+    notes = tmp_path / "notes.csv"
+    notes.write_text(f"note_id,client_id,date\nn1,C1,{DAY}\nn2,C2,{DAY}\nn3,C3,{DAY - dt.timedelta(days=1)}\n")
+    ingest_file(engine, "notes", notes)
+    assert upload_clients(engine, DAY, requested, events) == expected

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from client_scoring.replay import ROOT
-from client_scoring.standalone import standalone_env
+from demo.replay import ROOT
+from demo.standalone import standalone_env
 
 SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 VENV_BIN = "/work/checkout/.venv/bin"

@@ -23,7 +23,7 @@ _HOME = Path(tempfile.mkdtemp(prefix="cs-airflow-"))
 for folder in (ROOT / "plugins", ROOT / "dags"):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
-from client_scoring.replay import airflow_env  # noqa: E402  (plugins is on sys.path only now)
+from demo.replay import airflow_env  # noqa: E402  (plugins is on sys.path only now)
 
 os.environ.update({
     **airflow_env(sa.make_url(_SERVER).set(database=_META_DB).render_as_string(False), _HOME),

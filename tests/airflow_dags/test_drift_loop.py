@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from client_scoring.replay import Scenario, replay
+from demo.replay import Scenario, replay
 
 
 @pytest.fixture

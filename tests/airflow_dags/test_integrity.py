@@ -56,3 +56,18 @@ def test_dag_files_do_no_heavy_imports_at_parse_time():
             "and m != 'sqlalchemy.orm']; print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert "sklearn" not in out.stdout and "mlcore.training" not in out.stdout
+
+
+def test_airflow_loads_only_the_plugin_entry_point_from_plugins():
+    # Airflow imports every .py file under plugins/ as a top-level module in every component;
+    # .airflowignore keeps that to the entry point (the client_scoring package is imported by it).
+    import subprocess
+    import sys
+    code = ("import sys; from airflow._shared.plugins_manager.plugins_manager import "
+            "_load_plugins_from_plugin_directory as load; plugins, errors = load(sys.argv[1]); "
+            "print([type(p).__name__ for p in plugins], errors, "
+            "sorted(m for m in ('model_health', 'wiring', 'notifier', 'assets', 'replay') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT / "plugins")], cwd=ROOT / "plugins",
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "['ClientScoringPlugin'] {} []"
+    assert not list((ROOT / "plugins").rglob("replay.py")) and not list((ROOT / "plugins").rglob("standalone.py"))

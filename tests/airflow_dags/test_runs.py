@@ -4,7 +4,7 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from client_scoring.replay import run_dag
+from demo.replay import run_dag
 from dagrun import run_once, states
 from pg import count
 from mlcore.config import Settings

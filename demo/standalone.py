@@ -8,7 +8,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from client_scoring.replay import ROOT, airflow_env
+from demo.replay import ROOT, airflow_env
 
 
 def standalone_env(server_url: str, home: Path, environ: Mapping[str, str] = os.environ,

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclasses.dataclass
