@@ -1,4 +1,4 @@
-"""The ``mlcore`` command line: db, ingest, synth, train, score, models, promote, drift, demo."""
+"""The ``mlcore`` command line: db, ingest, synth, train, score, models, promote, drift, check-secrets, demo."""
 from __future__ import annotations
 
 import argparse
@@ -133,6 +133,16 @@ def cmd_drift(args, settings):
                 print(f"  a drift retraining is due: `{hint}` (or add --retrain)")
 
 
+def cmd_check_secrets(args, settings):
+    import os
+
+    from mlcore.deployment import check_secrets
+    problems = check_secrets(os.environ, args.names)
+    if problems:
+        raise ConfigError(f"refusing to start with {len(problems)} unsafe secret(s):\n  " + "\n  ".join(problems))
+    print(f"{len(args.names)} secret(s) set and not placeholders")
+
+
 def cmd_demo(args, settings):
     from mlcore.demo import run_demo
     run_demo(settings, clients=args.clients, seed=args.seed)
@@ -194,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--retrain", action="store_true", help="check only: run the drift retraining when one is due")
     s.add_argument("--last", type=int, default=30, help="history only: the newest this many checks")
     s.set_defaults(func=cmd_drift)
+
+    s = sub.add_parser("check-secrets", help="refuse unset, placeholder or short secrets (environment variable names)")
+    s.add_argument("names", nargs="+", metavar="VAR")
+    s.set_defaults(func=cmd_check_secrets)
 
     s = sub.add_parser("demo", help="the main job: synthetic world -> ingest -> train both tiers -> score")
     s.add_argument("--clients", type=int, default=20_000)

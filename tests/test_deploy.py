@@ -28,7 +28,7 @@ from pg import create_database, drop_database
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yaml"
-ONE_SHOT = {"airflow-init", "scoring-init"}
+ONE_SHOT = {"check-secrets", "airflow-init", "scoring-init"}
 AIRFLOW_SERVICES = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"}
 
 
@@ -102,7 +102,7 @@ def test_airflow_components_share_secrets_and_databases(celery_model):
     services = celery_model["services"]
     airflow = {n: s["environment"] for n, s in services.items()
                if "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" in s.get("environment", {})}
-    assert AIRFLOW_SERVICES | ONE_SHOT | {"airflow-worker"} <= set(airflow)
+    assert AIRFLOW_SERVICES | {"airflow-init", "scoring-init", "airflow-worker"} <= set(airflow)
     for key in ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "AIRFLOW_CONN_CLIENT_SCORING_DB", "CLIENT_SCORING_HOME"):
         values = {name: env.get(key) for name, env in airflow.items()}
