@@ -56,6 +56,17 @@ def airflow_env(metadata_url: str, home: Path) -> dict[str, str]:
     }
 
 
+def demo_databases(environ=os.environ) -> tuple[str, str]:
+    """The demo's scoring and Airflow metadata database names (``CLIENT_SCORING_DEMO_DATABASE``, default
+    ``client_scoring_demo``; the metadata database is that name with ``_airflow``)."""
+    name = environ.get("CLIENT_SCORING_DEMO_DATABASE") or "client_scoring_demo"
+    if not name.replace("_", "").isalnum() or not name[0].isalpha() or len(name) > 50:
+        from mlcore.exceptions import ConfigError
+        raise ConfigError(f"CLIENT_SCORING_DEMO_DATABASE must be a plain database name (letters, digits, _; "
+                          f"at most 50), got {name!r}.")
+    return name, f"{name}_airflow"
+
+
 def configure(metadata_url: str, home: Path) -> None:
     """Point Airflow at a metadata database and this project's DAGs and plugins (before importing it)."""
     os.environ.update({
@@ -224,7 +235,7 @@ def main() -> int:
     settings = Settings.from_env()
     server = db.normalise_url(settings.database_url) if settings.database_url else \
         db.start_embedded(settings.pgdata, cleanup_mode=None)
-    scoring_db, meta_db = "client_scoring_demo", "client_scoring_demo_airflow"
+    scoring_db, meta_db = demo_databases()
     admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         for name in (scoring_db, meta_db):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from demo.replay import ROOT, airflow_env
+from demo.replay import ROOT, airflow_env, demo_databases
 
 
 def standalone_env(server_url: str, home: Path, environ: Mapping[str, str] = os.environ,
@@ -25,13 +25,14 @@ def standalone_env(server_url: str, home: Path, environ: Mapping[str, str] = os.
         >>> env = standalone_env("postgresql+psycopg2://postgres@localhost/postgres", Path("var"))  # doctest: +SKIP
     """
     url = sa.make_url(server_url)
+    scoring_db, meta_db = demo_databases(environ)
     airflow_home = home / "airflow"
     env = dict(environ)
     env.update({
-        **airflow_env(url.set(database="client_scoring_demo_airflow").render_as_string(False), airflow_home),
+        **airflow_env(url.set(database=meta_db).render_as_string(False), airflow_home),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(airflow_home / "passwords.json"),
-        "DATABASE_URL": url.set(database="client_scoring_demo").render_as_string(False),
+        "DATABASE_URL": url.set(database=scoring_db).render_as_string(False),
         "CLIENT_SCORING_HOME": str(home),
         "CLIENT_SCORING_HORIZON_DAYS": environ.get("CLIENT_SCORING_HORIZON_DAYS", "21"),
         "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT)]),
@@ -44,6 +45,26 @@ def standalone_env(server_url: str, home: Path, environ: Mapping[str, str] = os.
     return env
 
 
+def ensure_databases(server_url: str) -> None:
+    """Create the demo's databases when they are missing (a fresh clone that never ran the demo) and
+    migrate the scoring one; existing databases are kept as they are."""
+    from mlcore import db
+
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            for name in demo_databases():
+                if not conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first():
+                    conn.execute(sa.text(f'CREATE DATABASE "{name}"'))  # a checked plain name (demo_databases)
+    finally:
+        admin.dispose()
+    engine = db.make_engine(sa.make_url(server_url).set(database=demo_databases()[0]).render_as_string(False))
+    try:
+        db.upgrade(engine)
+    finally:
+        engine.dispose()
+
+
 def main() -> int:
     sys.path.insert(0, str(ROOT))
     from mlcore import db
@@ -52,10 +73,11 @@ def main() -> int:
     settings = Settings.from_env()
     server = db.normalise_url(settings.database_url) if settings.database_url else \
         db.start_embedded(settings.pgdata, cleanup_mode=None)
+    ensure_databases(server)
     env = standalone_env(server, settings.home)
     home = settings.home / "airflow"
     home.mkdir(parents=True, exist_ok=True)
-    print(f"Airflow UI on http://localhost:8080 (user admin; the password is in {home / 'passwords.json'})")
+    print(f"Airflow UI on http://localhost:{os.environ.get('AIRFLOW__API__PORT', '8080')} (user admin; the password is in {home / 'passwords.json'})")
     os.execvpe(sys.executable, [sys.executable, "-m", "airflow", "standalone"], env)
 
 

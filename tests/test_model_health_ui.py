@@ -1,4 +1,4 @@
-"""The Model Health view in a real ``airflow standalone``, driven by headless Chromium.
+"""The Model Health view in a real ``make airflow-ui`` (``airflow standalone``), driven by headless Chromium.
 
 The scoring database is the ``populated`` one (both tiers, scores, drift checks, an alert); the
 test logs in through Airflow's own login page, opens the view from the navigation, takes a
@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from demo.replay import airflow_env
-from pg import conn_uri, create_database, drop_database
+from pg import drop_database
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -48,35 +49,34 @@ def _get(url: str, token: str | None = None) -> tuple[int, bytes]:
 
 @pytest.fixture(scope="module")
 def airflow_ui(populated, server_url, tmp_path_factory):
-    """``airflow standalone`` on its own metadata database, reading the populated scoring database."""
+    """``make airflow-ui`` as the README runs it (plain ``PATH``, nothing activated), on the populated database.
+
+    The populated database stands in for the demo's (``CLIENT_SCORING_DEMO_DATABASE``); its Airflow
+    metadata database does not exist yet, as on a fresh clone, and ``make airflow-ui`` creates it.
+    """
     engine, _, _ = populated
     home = tmp_path_factory.mktemp("airflow-ui")
-    password = secrets.token_urlsafe(12)
-    (home / "passwords.json").write_text(json.dumps({"admin": password}))
-    meta = create_database(server_url, "cs_ui")
+    scoring_db = engine.url.database
     port = _free_port()
-    env = {**os.environ,
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           **airflow_env(sa.make_url(server_url).set(database=meta).render_as_string(False), home),
-           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
-           "AIRFLOW__API__PORT": str(port),
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", str(home)), "DATABASE_URL": server_url,
+           "CLIENT_SCORING_DEMO_DATABASE": scoring_db, "CLIENT_SCORING_HOME": str(home),
+           "CLIENT_SCORING_HORIZON_DAYS": "90", "AIRFLOW__API__PORT": str(port),
            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
-           "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-           "AIRFLOW_CONN_CLIENT_SCORING_DB": conn_uri(engine.url.render_as_string(False))}
-    env.pop("DATABASE_URL", None)
-    log = (home / "standalone.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+           "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32)}
+    log = (home / "airflow-ui.log").open("w")
+    proc = subprocess.Popen(["make", "airflow-ui"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 240
-        while _get(f"{base}/api/v2/version")[0] != 200:
+        while _get(f"{base}/api/v2/monitor/health")[0] != 200:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("airflow standalone did not come up:\n"
-                                   + (home / "standalone.log").read_text()[-4000:])
+                raise RuntimeError("make airflow-ui did not come up:\n" + (home / "airflow-ui.log").read_text()[-4000:])
             time.sleep(2)
-        yield base, password, engine, home
+        health = json.loads(_get(f"{base}/api/v2/monitor/health")[1])
+        # The README's login: the password the simple auth manager wrote into the state folder.
+        password = json.loads((home / "airflow" / "passwords.json").read_text())["admin"]
+        yield base, password, engine, home, health
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -85,7 +85,17 @@ def airflow_ui(populated, server_url, tmp_path_factory):
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
         time.sleep(1)
-        drop_database(server_url, meta)
+        drop_database(server_url, f"{scoring_db}_airflow")
+
+
+def test_make_airflow_ui_from_a_plain_path_brings_up_every_component(airflow_ui):
+    *_, health = airflow_ui
+    assert health["metadatabase"]["status"] == "healthy"
+    deadline = time.monotonic() + 120
+    while health["scheduler"]["status"] != "healthy" and time.monotonic() < deadline:
+        time.sleep(3)
+        health = json.loads(_get(f"{airflow_ui[0]}/api/v2/monitor/health")[1])
+    assert health["scheduler"]["status"] == "healthy", health
 
 
 def _token(base: str, password: str) -> str:
@@ -113,14 +123,14 @@ def _facts(engine) -> dict:
 
 
 def test_anonymous_and_forged_requests_are_refused(airflow_ui):
-    base, _, _, _ = airflow_ui
+    base, *_ = airflow_ui
     for path in ("/model-health/", "/model-health/api/health"):
         assert _get(base + path)[0] == 401
         assert _get(base + path, token="not-a-jwt")[0] == 403
 
 
 def test_the_json_api_shows_the_database(airflow_ui):
-    base, password, engine, _ = airflow_ui
+    base, password, engine, *_ = airflow_ui
     status, body = _get(f"{base}/model-health/api/health", token=_token(base, password))
     assert status == 200
     data, facts = json.loads(body), _facts(engine)
@@ -135,7 +145,7 @@ def test_the_json_api_shows_the_database(airflow_ui):
 def test_logged_in_user_opens_the_view_from_the_navigation(airflow_ui):
     from playwright.sync_api import sync_playwright
 
-    base, password, engine, home = airflow_ui
+    base, password, engine, home, _ = airflow_ui
     assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `make install` installs Debian's chromium"
     facts = _facts(engine)
     with sync_playwright() as p:

@@ -30,3 +30,15 @@ def test_airflow_runs_on_the_demo_databases_with_the_project_on_its_path():
     assert env["AIRFLOW_HOME"] == "/state/airflow" and env["CLIENT_SCORING_HOME"] == "/state"
     assert env["PYTHONPATH"].split(os.pathsep) == [str(ROOT / "plugins"), str(ROOT)]
     assert env["CLIENT_SCORING_HORIZON_DAYS"] == "21" and env["KEEP"] == "1"
+
+
+def test_the_demo_database_name_is_a_setting_and_must_be_plain():
+    from demo.replay import demo_databases
+    from mlcore.exceptions import ConfigError
+
+    env = standalone_env(SERVER, Path("/state"), {"CLIENT_SCORING_DEMO_DATABASE": "mine"}, executable="/v/bin/python")
+    assert env["DATABASE_URL"].endswith("/mine")
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith("/mine_airflow")
+    assert demo_databases({}) == ("client_scoring_demo", "client_scoring_demo_airflow")
+    with pytest.raises(ConfigError, match="CLIENT_SCORING_DEMO_DATABASE must be a plain database name"):
+        demo_databases({"CLIENT_SCORING_DEMO_DATABASE": 'x"; DROP DATABASE postgres; --'})
