@@ -43,6 +43,9 @@ class Scenario:
     partitions: int = 1
     via_inbox: bool = True
     weekly: bool = True
+    #: Score the warm-up nights through nightly_elite_scoring runs (the demo) or straight with
+    #: mlcore.scoring.score, the same call its tasks make (the tests: the runs themselves are tested elsewhere).
+    warmup_dag_runs: bool = True
 
 
 def airflow_env(metadata_url: str, home: Path) -> dict[str, str]:
@@ -155,7 +158,13 @@ def replay(engine: sa.Engine, scenario: Scenario, workdir: Path, echo=print) -> 
     # Predictions of the weeks before the start, so that the first checks have matured outcomes.
     warmup = range(scenario.train_day - scenario.horizon_days - 7, scenario.train_day + 1)
     for i in warmup:
-        run_dag("nightly_elite_scoring", day(i), {"max_staleness_days": 30, "partitions": scenario.partitions})
+        if scenario.warmup_dag_runs:
+            run_dag("nightly_elite_scoring", day(i), {"max_staleness_days": 30, "partitions": scenario.partitions})
+        else:
+            from mlcore.config import Settings
+            from mlcore.scoring import score
+            settings = Settings.from_env(database_url=engine.url.render_as_string(hide_password=False))
+            score(engine, settings, "elite", day(i), run_id=f"warmup_{day(i)}")
     echo(f"history to {day(scenario.train_day)} ingested, both tiers trained, {len(warmup)} warm-up nights "
          f"scored ({time.perf_counter() - t0:.0f}s)")
     echo(f"{'day':10s} {'model':>5s} {'n':>6s} {'AUC purchase':>12s} {'AUC churn':>9s} {'baseline':>8s}  "

@@ -10,7 +10,9 @@ CREATE ROLE airflow LOGIN PASSWORD :'airflow_pw';
 CREATE DATABASE airflow OWNER airflow;
 CREATE ROLE client_scoring LOGIN PASSWORD :'scoring_pw';
 CREATE DATABASE client_scoring OWNER client_scoring;
-CREATE ROLE analyst NOLOGIN;
+-- Roles belong to the whole server: the analyst role may exist already (another database's migrations).
+SELECT 'CREATE ROLE analyst NOLOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'analyst')
+\gexec
 ALTER ROLE analyst SET default_transaction_read_only = on;
 REVOKE ALL ON DATABASE airflow FROM PUBLIC;
 REVOKE ALL ON DATABASE client_scoring FROM PUBLIC;
