@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 from mlcore.config import Settings
-from mlcore.exceptions import ArtifactIntegrityError, ConfigError, InputDataError, ModelNotFoundError
+from mlcore.exceptions import ArtifactIntegrityError, ConfigError, InputDataError, LockTimeoutError, ModelNotFoundError
 
 EXIT_USER_ERROR = 2
+#: The environment, not the input: the database cannot be reached, or a lock was not released in time.
+EXIT_ENVIRONMENT = 3
 
 
 def _date(text: str) -> dt.date:
@@ -21,10 +23,16 @@ def _date(text: str) -> dt.date:
 
 
 def _engine(settings: Settings, upgrade: bool = True):
+    """The scoring database's engine; write commands migrate it first, read-only ones only check the schema."""
     from mlcore import db
     engine = db.make_engine(settings)
     if upgrade:
         db.upgrade(engine)
+    else:
+        import sqlalchemy as sa
+        with engine.connect() as conn:
+            if conn.execute(sa.text("SELECT to_regclass('model_versions')")).scalar() is None:
+                raise ConfigError("this database has no client-scoring schema yet: run `mlcore db upgrade` first.")
     return engine
 
 
@@ -82,7 +90,7 @@ def cmd_score(args, settings):
 
 def cmd_models(args, settings):
     from mlcore.registry import Registry
-    frame = Registry(_engine(settings), settings.model_store).list()
+    frame = Registry(_engine(settings, upgrade=False), settings.model_store).list()
     if frame.empty:
         print("no models registered yet; run `mlcore train --tier fast|elite`")
         return
@@ -99,7 +107,7 @@ def cmd_promote(args, settings):
 
 def cmd_drift(args, settings):
     from mlcore import monitoring
-    engine = _engine(settings)
+    engine = _engine(settings, upgrade=args.action != "history")
     if args.action == "history":
         frame = monitoring.history(engine, args.tier)
         print(frame.tail(args.last).to_string(index=False) if len(frame) else "no drift checks yet")
@@ -226,7 +234,33 @@ def main(argv=None) -> int:
     except (InputDataError, ModelNotFoundError, ArtifactIntegrityError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except LockTimeoutError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
+    except Exception as exc:
+        import sqlalchemy as sa
+        if isinstance(exc, (sa.exc.ArgumentError, sa.exc.NoSuchModuleError)):
+            print(f"error: DATABASE_URL is not a usable database URL ({_first_line(exc)}); expected e.g. "
+                  f"postgresql://user@host:5432/client_scoring", file=sys.stderr)
+            return EXIT_USER_ERROR
+        if isinstance(exc, sa.exc.OperationalError) and _is_connect_error(exc):
+            print(f"error: cannot reach the scoring database: {_first_line(exc)} "
+                  f"(check DATABASE_URL; `mlcore db url` prints the one in use)", file=sys.stderr)
+            return EXIT_ENVIRONMENT
+        raise
     return 0
+
+
+def _first_line(exc) -> str:
+    return (str(getattr(exc, "orig", exc)).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _is_connect_error(exc) -> bool:
+    """True for a failure to open a connection (server down, unknown host, role or database)."""
+    text = str(getattr(exc, "orig", exc))
+    return any(s in text for s in ("could not connect", "Connection refused", "could not translate host name",
+                                   "does not exist", "password authentication failed", "no pg_hba.conf entry",
+                                   "connection to server", "timeout expired"))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Database access: the engine, the embedded server, schema migrations and COPY helpers."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.resources
 import io
@@ -13,7 +14,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from mlcore.config import Settings
-from mlcore.exceptions import ConfigError
+from mlcore.exceptions import ConfigError, LockTimeoutError
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,70 @@ def sql_files(folder: str) -> list[Path]:
     return files
 
 
+#: The longest any command waits for a lock another session holds.
+LOCK_TIMEOUT_SECONDS = 120
+
+
+def advisory_xact_lock(conn, key: str, timeout: float | None = None) -> None:
+    """Take the transaction-scoped advisory lock ``key``, waiting at most ``timeout`` seconds.
+
+    ``conn`` is a SQLAlchemy Connection or a DB-API cursor inside the transaction the lock guards.
+    Raises LockTimeoutError naming the lock and how to find its holder; the transaction is then
+    aborted, so the caller's write rolls back whole. ``timeout`` defaults to ``LOCK_TIMEOUT_SECONDS``.
+    """
+    timeout = LOCK_TIMEOUT_SECONDS if timeout is None else timeout
+    if isinstance(conn, sa.Connection):
+        def run(sql, params):
+            return conn.exec_driver_sql(sql, params).scalar()
+    else:
+        def run(sql, params):
+            conn.execute(sql, params)
+            return conn.fetchone()[0]
+    previous = run("SELECT current_setting('lock_timeout')", {})
+    run("SELECT set_config('lock_timeout', %(t)s, true)", {"t": f"{int(timeout * 1000)}ms"})
+    try:
+        run("SELECT pg_advisory_xact_lock(hashtext(%(k)s))::text", {"k": key})
+    except Exception as exc:
+        _raise_lock_timeout(exc, key, timeout)
+        raise
+    run("SELECT set_config('lock_timeout', %(t)s, true)", {"t": previous})   # the transaction's own setting
+
+
+def _raise_lock_timeout(exc: Exception, key: str, timeout: float) -> None:
+    if getattr(getattr(exc, "orig", exc), "pgcode", None) == "55P03":   # lock_not_available
+        raise LockTimeoutError(
+            f"waited {timeout:g}s for the lock {key!r}, which another session holds; nothing was written. "
+            f"Find the holder with: SELECT pid, usename, state, query FROM pg_locks JOIN pg_stat_activity "
+            f"USING (pid) WHERE locktype = 'advisory' AND objid = (hashtext('{key}')::bigint & 4294967295)::oid; "
+            f"then let it finish or end it with pg_terminate_backend(pid).") from None
+
+
+@contextlib.contextmanager
+def migration_lock(engine: sa.Engine, timeout: float | None = None):
+    """Hold the schema migration lock for the block: a session-level advisory lock on its own connection.
+
+    Postgres releases it when that connection ends, so a killed ``db upgrade`` (SIGKILL, a task
+    timeout, a stopped container) never leaves a lock behind: yoyo's own lock is a committed row in
+    ``yoyo_lock``, which outlives its process and wedges every later command.
+    """
+    timeout = LOCK_TIMEOUT_SECONDS if timeout is None else timeout
+    conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        conn.exec_driver_sql("SELECT set_config('lock_timeout', %(t)s, false)", {"t": f"{int(timeout * 1000)}ms"})
+        try:
+            conn.exec_driver_sql("SELECT pg_advisory_lock(hashtext(%(k)s))", {"k": _MIGRATION_LOCK})
+        except Exception as exc:
+            _raise_lock_timeout(exc, _MIGRATION_LOCK, timeout)
+            raise
+        yield
+        conn.exec_driver_sql("SELECT pg_advisory_unlock(hashtext(%(k)s))", {"k": _MIGRATION_LOCK})
+    finally:
+        conn.close()
+
+
+_MIGRATION_LOCK = "client_scoring:migrations"
+
+
 def upgrade(engine: sa.Engine) -> list[str]:
     """Apply pending migrations from ``sql/migrations``, then (re)create the views of ``sql/views``.
 
@@ -119,11 +184,16 @@ def upgrade(engine: sa.Engine) -> list[str]:
     url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     backend = get_backend(url)
     migrations = read_migrations(str(sql_dir() / "migrations"))
-    with backend.lock():
-        pending = backend.to_apply(migrations)
-        backend.apply_migrations(pending)
+    with migration_lock(engine):
+        # yoyo's row lock is replaced by ours (see migration_lock): marked as held, yoyo takes no other.
+        backend._is_locked = True
+        try:
+            pending = backend.to_apply(migrations)
+            backend.apply_migrations(pending)
+        finally:
+            backend._is_locked = False
+            backend.connection.close()
     applied = [m.id for m in pending]
-    backend.connection.close()
     for mig_id in applied:
         log.info("applied migration %s", mig_id)
     apply_views(engine)
@@ -144,7 +214,7 @@ def apply_views(engine: sa.Engine) -> list[str]:
             raise ValueError(f"{f}: expected one 'CREATE VIEW name AS ...' statement.")
         names.append(match.group(1))
     with engine.begin() as conn:
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('client_scoring:views'))"))
+        advisory_xact_lock(conn, "client_scoring:views")
         for name in reversed(names):
             conn.exec_driver_sql(f'DROP VIEW IF EXISTS "{name}" CASCADE')
         for f, name in zip(files, names):

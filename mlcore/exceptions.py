@@ -19,3 +19,7 @@ class ConfigError(ValueError):
 
 class DataQualityError(RuntimeError):
     """Published predictions failed a data-quality check (row count, nulls, ranges)."""
+
+
+class LockTimeoutError(RuntimeError):
+    """A lock another session holds was not released within the timeout (the message names the lock)."""

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from mlcore import drift
 from mlcore.config import Settings
-from mlcore.db import read_frame
+from mlcore.db import advisory_xact_lock, read_frame
 from mlcore.estimation import ESTIMATED_TARGETS, estimate
 from mlcore.evaluation import evaluate, stratified_auc
 
@@ -325,7 +325,7 @@ def _record(engine, settings, tier, check_date, champion, start, n, live, baseli
     """Decide from the tier's earlier checks and upsert this one, in one transaction per tier."""
     with engine.begin() as conn:
         conn.execute(sa.text("SET LOCAL lock_timeout = '60s'"))
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('drift_checks:' || :t))"), {"t": tier})
+        advisory_xact_lock(conn, f"drift_checks:{tier}", timeout=60)
         history = [r._asdict() for r in conn.execute(sa.text(
             "SELECT id, check_date, breach, decision, action, episode_id, estimate_drop, estimate_decision, "
             " estimate_episode_id FROM drift_checks WHERE tier = :t AND check_date < :d ORDER BY check_date"),

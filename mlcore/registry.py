@@ -17,6 +17,7 @@ import joblib
 import pandas as pd
 import sqlalchemy as sa
 
+from mlcore.db import advisory_xact_lock
 from mlcore.exceptions import ArtifactIntegrityError, ModelNotFoundError
 from mlcore.tiers import TIERS
 
@@ -58,10 +59,10 @@ class Registry:
         data = buf.getvalue()
         sha = hashlib.sha256(data).hexdigest()
         with self.engine.begin() as conn:
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('model_versions:' || :t))"), {"t": tier})
+            advisory_xact_lock(conn, f"model_versions:{tier}")
             version = conn.execute(sa.text("SELECT coalesce(max(version), 0) + 1 FROM model_versions "
                                            "WHERE tier = :t"), {"t": tier}).scalar_one()
-            rel = f"{tier}/{tier}-v{version}-{sha[:12]}.joblib"
+            rel = artifact_name(tier, version, sha)
             _atomic_write(self.store / rel, data)
             row = conn.execute(sa.text(
                 "INSERT INTO model_versions (tier, version, status, reason, as_of, train_start, train_end, "
@@ -98,9 +99,33 @@ class Registry:
                                      f"`mlcore train --tier {tier}`.")
         return mv
 
+    def artifact_file(self, mv: ModelVersion) -> Path:
+        """Where ``mv``'s artifact must be: the one name ``register`` gives it, inside the store.
+
+        The registry row alone is not trusted with a path: anyone who can write ``model_versions``
+        could point it (absolute, ``..``, a symlink) at a pickle of theirs with a matching sha256.
+        Raises ArtifactIntegrityError for any other path, or when the file is not a regular file
+        inside the store.
+        """
+        expected = artifact_name(mv.tier, mv.version, mv.sha256)
+        if mv.artifact_path != expected:
+            raise ArtifactIntegrityError(
+                f"artifact path of {mv.tier} v{mv.version} is {mv.artifact_path!r}, not {expected!r} in the model "
+                f"store; refusing to load it (artifacts are only read from the store, by the name the registry "
+                f"gave them). Retrain the tier or restore the row.")
+        path = self.store / expected
+        store = self.store.resolve()
+        if path.is_symlink() or not path.resolve().is_relative_to(store):
+            raise ArtifactIntegrityError(f"artifact of {mv.tier} v{mv.version} at {path} leads outside the model "
+                                         f"store {store}; refusing to load it.")
+        if path.exists() and not path.is_file():
+            raise ArtifactIntegrityError(f"artifact of {mv.tier} v{mv.version} at {path} is not a file; restore "
+                                         f"the original file or retrain the tier.")
+        return path
+
     def load(self, mv: ModelVersion):
-        """Unpickle ``mv``'s artifact after checking its sha256 against the registry."""
-        path = self.store / mv.artifact_path
+        """Unpickle ``mv``'s artifact after checking its place in the store and its sha256 against the registry."""
+        path = self.artifact_file(mv)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -115,7 +140,7 @@ class Registry:
     def promote(self, tier: str, version: int, gate: dict | None = None) -> ModelVersion:
         """Make ``version`` the champion of ``tier``; the previous champion is retired."""
         with self.engine.begin() as conn:
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('model_versions:' || :t))"), {"t": tier})
+            advisory_xact_lock(conn, f"model_versions:{tier}")
             found = conn.execute(sa.text("SELECT 1 FROM model_versions WHERE tier = :t AND version = :v"),
                                  {"t": tier, "v": version}).one_or_none()
             if found is None:
@@ -143,6 +168,11 @@ class Registry:
             "FROM model_versions ORDER BY tier, version DESC")
         with self.engine.connect() as conn:
             return pd.read_sql(sql, conn)
+
+
+def artifact_name(tier: str, version: int, sha256: str) -> str:
+    """The store-relative name of an artifact, e.g. ``elite/elite-v3-0123456789ab.joblib``."""
+    return f"{tier}/{tier}-v{version}-{sha256[:12]}.joblib"
 
 
 def _check_tier(tier: str) -> None:

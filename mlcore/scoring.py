@@ -24,7 +24,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from mlcore.config import Settings
-from mlcore.db import copy_rows_binary, read_frame
+from mlcore.db import advisory_xact_lock, copy_rows_binary, read_frame
 from mlcore.history_io import history_as_of
 from mlcore.exceptions import DataQualityError
 from mlcore.registry import Registry
@@ -218,8 +218,7 @@ def score(engine: sa.Engine, settings: Settings, tier: str, scored_for: dt.date,
     raw = engine.raw_connection()
     try:
         cur = raw.cursor()
-        cur.execute("SELECT pg_advisory_xact_lock(hashtext('predictions:' || %s || ':' || %s))",
-                    (tier, str(scored_for)))
+        advisory_xact_lock(cur, f"predictions:{tier}:{scored_for}")
         if clients is None:
             cur.execute("DELETE FROM predictions WHERE scored_for = %s AND tier = %s", (scored_for, tier))
         else:
@@ -276,8 +275,7 @@ def score_partition(engine: sa.Engine, settings: Settings, tier: str, scored_for
 def publish(engine: sa.Engine, tier: str, scored_for: dt.date, run_id: str, partitions: list[dict]) -> int:
     """Replace the (scored_for, tier) slice of ``predictions`` with the run's staged partitions, atomically."""
     with engine.begin() as conn:
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('predictions:' || :t || ':' || :d))"),
-                     {"t": tier, "d": str(scored_for)})
+        advisory_xact_lock(conn, f"predictions:{tier}:{scored_for}")
         staged = dict(conn.execute(sa.text(
             "SELECT partition, count(*) FROM prediction_batches WHERE run_id = :r AND tier = :t "
             "AND scored_for = :d GROUP BY partition"), {"r": run_id, "t": tier, "d": scored_for}).all())
