@@ -189,12 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reason", choices=["schedule", "drift", "manual"], default="manual")
     s.add_argument("--since", type=_date, default=None, help="train only on outcomes dated on or after this day")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--allow-any-date", action="store_true", help="accept a day before 1900 or after tomorrow")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("score", help="score every client with notes as of a date with the tier's champion")
     s.add_argument("--tier", choices=["fast", "elite"], required=True)
     s.add_argument("--date", type=_date, required=True)
     s.add_argument("--run-id", default=None)
+    s.add_argument("--allow-any-date", action="store_true", help="accept a day before 1900 or after tomorrow")
     s.set_defaults(func=cmd_score)
 
     s = sub.add_parser("models", help="list the model registry")
@@ -211,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--date", type=_date, default=None, help="the check's day (check only)")
     s.add_argument("--retrain", action="store_true", help="check only: run the drift retraining when one is due")
     s.add_argument("--last", type=int, default=30, help="history only: the newest this many checks")
+    s.add_argument("--allow-any-date", action="store_true", help="accept a day before 1900 or after tomorrow")
     s.set_defaults(func=cmd_drift)
 
     s = sub.add_parser("check-secrets", help="refuse unset, placeholder or short secrets (environment variable names)")
@@ -229,6 +232,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        _check_days(args)
         settings = Settings.from_env()
         args.func(args, settings)
     except (InputDataError, ModelNotFoundError, ArtifactIntegrityError, ConfigError) as exc:
@@ -249,6 +253,19 @@ def main(argv=None) -> int:
             return EXIT_ENVIRONMENT
         raise
     return 0
+
+
+def _check_days(args) -> None:
+    """Refuse a day far in the past or in the future (a typo like 9999-12-31 would take over the
+    analyst views) unless ``--allow-any-date`` says it is meant."""
+    from mlcore.ingest import day_problem
+    if getattr(args, "allow_any_date", False):
+        return
+    for flag, name in (("--date", "date"), ("--as-of", "as_of"), ("--since", "since")):
+        day = getattr(args, name, None)
+        problem = day_problem(day) if isinstance(day, dt.date) and args.command != "synth" else None
+        if problem:
+            raise ConfigError(f"{flag} {problem}. Pass --allow-any-date if this day is really meant.")
 
 
 def _first_line(exc) -> str:

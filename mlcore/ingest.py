@@ -22,10 +22,43 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from mlcore.db import copy_frame
+from mlcore.db import advisory_xact_lock, copy_frame
 from mlcore.exceptions import InputDataError
 
 MAX_REPORTED = 5
+MAX_ID_LENGTH = 256            # ids longer than this are a broken export, not an identifier
+MAX_INT4 = 2**31 - 1           # span offsets are stored as integer
+MAX_SHOWN = 60                 # characters of a found value quoted in a message
+#: How far after today (UTC) a date may lie: none of the inputs can be dated in the future.
+FUTURE_SLACK_DAYS = 1
+
+
+EARLIEST_DAY = dt.date(1900, 1, 1)
+
+
+def latest_day(today: dt.date | None = None) -> dt.date:
+    """The latest day an input or a command may name: today (UTC) plus ``FUTURE_SLACK_DAYS``."""
+    return (today or dt.datetime.now(dt.timezone.utc).date()) + dt.timedelta(days=FUTURE_SLACK_DAYS)
+
+
+def day_problem(day: dt.date, today: dt.date | None = None) -> str | None:
+    """Why ``day`` is outside the days the platform accepts (1900-01-01 to :func:`latest_day`), or None.
+
+    Example:
+        >>> day_problem(dt.date(9999, 12, 31), today=dt.date(2026, 1, 1))
+        '9999-12-31 is after 2026-01-02: nothing can be observed or scored in the future'
+    """
+    if day < EARLIEST_DAY:
+        return f"{day} is before {EARLIEST_DAY}"
+    if day > latest_day(today):
+        return f"{day} is after {latest_day(today)}: nothing can be observed or scored in the future"
+    return None
+
+
+def _show(value) -> str:
+    """``repr`` of a found value, cut to ``MAX_SHOWN`` characters (a 200 MB line is not echoed)."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else f"{text[:MAX_SHOWN]}... ({len(str(value)):,} characters)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +103,7 @@ _EXPECTED = {
     "id": "a non-empty identifier",
     "date": "an ISO-8601 date or timestamp (e.g. 2025-03-14)",
     "language": "an ISO language code (e.g. en, fr, zh-Hant)",
-    "count": "a whole number >= 0",
+    "count": f"a whole number from 0 to {2**31 - 1}",
     "unit": "a number between 0 and 1",
     "flag": "0 or 1",
     "amount": "a finite number >= 0",
@@ -97,7 +130,7 @@ class _Problems:
         self.lines: list[str] = []
         self.total = 0
 
-    def add_rows(self, mask: np.ndarray, column: str, expected: str, found: pd.Series, fmt=repr):
+    def add_rows(self, mask: np.ndarray, column: str, expected: str, found: pd.Series, fmt=_show):
         idx = np.flatnonzero(mask)
         self.total += len(idx)
         for i in idx[:MAX_REPORTED]:
@@ -123,6 +156,11 @@ def read_contract_csv(kind: str, data: bytes, source: str) -> pd.DataFrame:
     if not data.strip():
         raise InputDataError(f"{source}: the file is empty; expected a header line with the columns "
                              f"{', '.join(spec.names)} and at least one row.")
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        line = data[:nul].count(b"\n") + 1
+        raise InputDataError(f"{source}: line {line} contains a NUL byte (offset {nul}); "
+                             f"expected a text CSV file. Re-export it as UTF-8 text.")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -133,7 +171,7 @@ def read_contract_csv(kind: str, data: bytes, source: str) -> pd.DataFrame:
         raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False,
                           skipinitialspace=True)
     except pd.errors.ParserError as exc:
-        raise InputDataError(f"{source}: not a well-formed CSV file ({exc}).") from None
+        raise InputDataError(f"{source}: not a well-formed CSV file ({str(exc)[:200]}).") from None
     except pd.errors.EmptyDataError:
         raise InputDataError(f"{source}: the file is empty; expected a header line with the columns "
                              f"{', '.join(spec.names)}.") from None
@@ -148,7 +186,9 @@ def read_contract_csv(kind: str, data: bytes, source: str) -> pd.DataFrame:
         if missing:
             parts.append(f"missing required column(s) {', '.join(missing)}")
         if unknown:
-            parts.append(f"unknown column(s) {', '.join(unknown)}")
+            shown = ", ".join(c if len(c) <= MAX_SHOWN else _show(c) for c in unknown[:MAX_REPORTED])
+            more = f" and {len(unknown) - MAX_REPORTED} more" if len(unknown) > MAX_REPORTED else ""
+            parts.append(f"unknown column(s) {shown}{more}")
         raise InputDataError(f"{source}: header: {'; '.join(parts)}. Expected the {kind} columns "
                              f"{', '.join(spec.names)} (required: "
                              f"{', '.join(c.name for c in spec.columns if c.required)}).")
@@ -196,6 +236,9 @@ def _convert(s: pd.Series, col: Column, problems: _Problems) -> pd.Series:
         problems.add_rows(empty, col.name, f"{_EXPECTED.get(col.kind, 'a value')} (the column is required)", s)
     kind = col.kind
     if kind in ("id", "text"):
+        if kind == "id":
+            problems.add_rows((s.str.len() > MAX_ID_LENGTH).to_numpy(), col.name,
+                              f"an identifier of at most {MAX_ID_LENGTH} characters", s)
         return s.where(~empty, None)
     if kind == "language":
         bad = ~empty & ~s.str.match(_LANG).to_numpy()
@@ -205,9 +248,11 @@ def _convert(s: pd.Series, col: Column, problems: _Problems) -> pd.Series:
         parsed = pd.to_datetime(s, format="ISO8601", errors="coerce", utc=True)
         bad = ~empty & parsed.isna().to_numpy()
         problems.add_rows(bad, col.name, _EXPECTED[kind], s)
-        years = parsed.dt.year
-        out_of_range = (~bad & ~empty & ((years < 1900) | (years > 2100)).fillna(False).to_numpy())
-        problems.add_rows(out_of_range, col.name, "a date between 1900 and 2100", s)
+        latest = latest_day()
+        out_of_range = (~bad & ~empty & ((parsed < pd.Timestamp(EARLIEST_DAY, tz="UTC"))
+                                         | (parsed >= pd.Timestamp(latest + dt.timedelta(days=1), tz="UTC"))
+                                         ).fillna(False).to_numpy())
+        problems.add_rows(out_of_range, col.name, f"a date from {EARLIEST_DAY} to {latest} (not in the future)", s)
         return parsed.dt.tz_convert(None).dt.normalize()
     num = pd.to_numeric(s.where(~empty, None), errors="coerce")
     not_number = ~empty & num.isna().to_numpy()
@@ -218,7 +263,7 @@ def _convert(s: pd.Series, col: Column, problems: _Problems) -> pd.Series:
     finite = np.isfinite(num.to_numpy(dtype=float, na_value=np.nan))
     if kind == "count":
         bad = ~empty & (not_number | ~finite | (num < 0).fillna(False).to_numpy()
-                        | (num % 1 != 0).fillna(False).to_numpy())
+                        | (num > MAX_INT4).fillna(False).to_numpy() | (num % 1 != 0).fillna(False).to_numpy())
         problems.add_rows(bad, col.name, _EXPECTED[kind], s)
         return num.where(~bad).round().astype("Int64")
     if kind == "unit":
@@ -245,12 +290,8 @@ def ingest_file(engine: sa.Engine, kind: str, path: str | Path) -> LoadResult:
         raise InputDataError(f"{path}: no such file.")
     data = path.read_bytes()
     frame = read_contract_csv(kind, data, str(path))
-    inserted, clients, newest_note = _load_frame(engine, kind, frame, str(path))
     sha = hashlib.sha256(data).hexdigest()
-    with engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO ingest_runs (kind, source, sha256, rows_in_file, rows_inserted) "
-                             "VALUES (:k, :s, :h, :n, :i)"),
-                     {"k": kind, "s": str(path), "h": sha, "n": len(frame), "i": inserted})
+    inserted, clients, newest_note = _load_frame(engine, kind, frame, str(path), audit=sha)
     return LoadResult(kind, str(path), len(frame), inserted, sha, clients, newest_note)
 
 
@@ -265,13 +306,21 @@ def load_frame(engine: sa.Engine, kind: str, frame: pd.DataFrame, source: str = 
     return inserted, clients
 
 
-def _load_frame(engine: sa.Engine, kind: str, frame: pd.DataFrame, source: str) -> tuple[int, tuple, dt.date | None]:
-    """``load_frame``, plus the newest date of the notes in (or referred to by) the frame; None for outcomes."""
+def _load_frame(engine: sa.Engine, kind: str, frame: pd.DataFrame, source: str,
+                audit: str | None = None) -> tuple[int, tuple, dt.date | None]:
+    """``load_frame``, plus the newest date of the notes in (or referred to by) the frame; None for outcomes.
+
+    Loads of one table are serialised (an advisory lock, held to the commit): two files loaded at
+    once are checked one after the other, so the second is checked against the first's rows and a
+    conflict between them is refused, never dropped by ``ON CONFLICT DO NOTHING``. With ``audit``
+    (the file's sha256) the ``ingest_runs`` row is written in the same transaction as the data.
+    """
     spec = _spec(kind)
     cols = spec.names
     raw = engine.raw_connection()
     try:
         cur = raw.cursor()
+        advisory_xact_lock(cur, f"ingest:{spec.table}")
         cur.execute(f"CREATE TEMP TABLE staging (LIKE {spec.table} INCLUDING DEFAULTS) ON COMMIT DROP")
         cur.execute("ALTER TABLE staging ADD COLUMN row_no integer")
         if kind == "concepts":
@@ -296,6 +345,9 @@ def _load_frame(engine: sa.Engine, kind: str, frame: pd.DataFrame, source: str) 
             # Fresh statistics right after a bulk load: without them the planner scans whole tables
             # for per-client reads (measured: 1.7 s -> 0.06 s for a 2,000-client upload at 1M clients).
             cur.execute(f"ANALYZE {spec.table}")
+        if audit is not None:
+            cur.execute("INSERT INTO ingest_runs (kind, source, sha256, rows_in_file, rows_inserted) "
+                        "VALUES (%s, %s, %s, %s, %s)", (kind, source, audit, len(frame), inserted))
         raw.commit()
         return inserted, clients, newest_note
     except BaseException:

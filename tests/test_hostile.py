@@ -210,3 +210,15 @@ def test_read_only_commands_do_not_migrate(server_url, engine, tmp_path):
     finally:
         drop_database(server_url, empty)
     assert count(engine, "model_versions") == 0
+
+
+@pytest.mark.parametrize("args", [["score", "--tier", "elite", "--date", "9999-12-31"],
+                                  ["train", "--tier", "fast", "--as-of", "3000-01-01"],
+                                  ["drift", "check", "--date", "1800-01-01"]])
+def test_a_mistyped_day_is_refused_unless_meant(engine, tmp_path, args):
+    url = engine.url.render_as_string(hide_password=False)
+    out = _mlcore(*args, url=url, home=tmp_path)
+    assert out.returncode == EXIT_USER_ERROR and "Pass --allow-any-date" in out.stderr, out.stderr
+    assert count(engine, "predictions") == 0
+    meant = _mlcore(*args, "--allow-any-date", url=url, home=tmp_path)
+    assert "--allow-any-date" not in meant.stderr          # past the bound (then: no model trained, no outcomes)

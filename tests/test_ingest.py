@@ -58,7 +58,13 @@ BAD_NOTES = [
     ("header only", "note_id,client_id,date\n", ["no rows"]),
     ("bad date", "note_id,client_id,date\nn9,c9,2025-01-01\nn10,c9,01/02/2025x\n",
      ["row 3, column 'date'", "ISO-8601", "'01/02/2025x'"]),
-    ("date out of range", "note_id,client_id,date\nn9,c9,1850-01-01\n", ["row 2, column 'date'", "between 1900"]),
+    ("date out of range", "note_id,client_id,date\nn9,c9,1850-01-01\n", ["row 2, column 'date'", "from 1900-01-01"]),
+    ("date in the future", "note_id,client_id,date\nn9,c9,2025-01-01\nn10,c9,9999-12-31\n",
+     ["row 3, column 'date'", "(not in the future)", "'9999-12-31'"]),
+    ("id far too long", "note_id,client_id,date\nn9," + "c" * 20_000 + ",2025-01-01\n",
+     ["row 2, column 'client_id'", "at most 256 characters", "... (20,000 characters)"]),
+    ("NUL byte", "note_id,client_id,date\nn9,c9,2025-01-01\nn10,c\x009,2025-01-01\n",
+     ["line 3 contains a NUL byte"]),
     ("empty id", "note_id,client_id,date\nn9,,2025-01-01\n", ["row 2, column 'client_id'", "required"]),
     ("duplicate key", "note_id,client_id,date\nn9,c9,2025-01-01\nn9,c9,2025-01-02\n",
      ["rows 2, 3 repeat the key (note_id)"]),
@@ -88,7 +94,9 @@ BAD_CONCEPTS = [
     ("confidence out of range", HEADER + "n1,c1,golf,0,4,1.5\n",
      ["row 2, column 'confidence'", "between 0 and 1", "'1.5'"]),
     ("confidence not a number", HEADER + "n1,c1,golf,0,4,high\n", ["column 'confidence'", "'high'"]),
-    ("negative span", HEADER + "n1,c1,golf,-3,4,1\n", ["column 'evidence_span_start'", "whole number >= 0"]),
+    ("negative span", HEADER + "n1,c1,golf,-3,4,1\n", ["column 'evidence_span_start'", "whole number from 0"]),
+    ("span beyond int4", HEADER + "n1,c1,golf,0,99999999999,1\n",
+     ["column 'evidence_span_end'", "whole number from 0 to 2147483647"]),
     ("span end before start", HEADER + "n1,c1,golf,9,4,1\n", ["column 'evidence_span_end'", ">= evidence_span_start"]),
     ("duplicate key", HEADER + "n1,c1,golf,0,4,1\nn1,c1,golf,0,4,0.5\n", ["rows 2, 3 repeat the key"]),
 ]
@@ -159,3 +167,60 @@ def test_a_load_reports_the_newest_note_it_holds_or_refers_to(engine, tmp_path):
     assert notes.newest_note == dt.date(2025, 2, 3)           # n2, a timestamp, counts by its day
     assert concepts.newest_note == dt.date(2025, 1, 2)        # the date of note n1, which the concepts are about
     assert outcomes.newest_note is None
+
+
+def test_a_huge_one_line_file_is_not_echoed(loaded, tmp_path):
+    path = write(tmp_path, "one_line.csv", "x" * 5_000_000)
+    with pytest.raises(InputDataError) as err:
+        ingest_file(loaded, "notes", path)
+    assert len(str(err.value)) < 2_000 and "one_line.csv" in str(err.value)
+
+
+def test_the_audit_row_is_written_with_the_data_or_not_at_all(loaded, tmp_path, monkeypatch):
+    import sqlalchemy as sa
+
+    from mlcore import ingest
+
+    path = write(tmp_path, "outcomes.csv", OUTCOMES)
+    real = ingest.copy_frame
+    monkeypatch.setattr(ingest, "copy_frame", lambda *a, **k: (_ for _ in ()).throw(OSError("disk gone")))
+    with pytest.raises(OSError):
+        ingest_file(loaded, "outcomes", path)
+    monkeypatch.setattr(ingest, "copy_frame", real)
+    with loaded.connect() as conn:
+        runs = conn.execute(sa.text("SELECT source, rows_inserted FROM ingest_runs WHERE kind = 'outcomes'")).all()
+    assert runs == [] and count(loaded, "outcomes") == 0
+    ingest_file(loaded, "outcomes", path)
+    with loaded.connect() as conn:
+        runs = conn.execute(sa.text("SELECT rows_inserted FROM ingest_runs WHERE kind = 'outcomes'")).scalars().all()
+    assert runs == [2] and count(loaded, "outcomes") == 2
+
+
+def test_two_conflicting_files_loaded_at_once_are_not_both_accepted(loaded, tmp_path):
+    """Loads of one table are serialised: the second is checked against the first and refused."""
+    import threading
+
+    n = 2000
+    a = write(tmp_path, "a.csv", "client_id,purchased,churned,lifetime_value,date\n"
+              + "".join(f"k{i},1,0,10,2025-05-01\n" for i in range(n)))
+    b = write(tmp_path, "b.csv", "client_id,purchased,churned,lifetime_value,date\n"
+              + "".join(f"k{i},0,1,0,2025-05-01\n" for i in range(n)))
+    results, barrier = {}, threading.Barrier(2)
+
+    def load(name, path):
+        barrier.wait()
+        try:
+            results[name] = ingest_file(loaded, "outcomes", path).rows_inserted
+        except InputDataError as exc:
+            results[name] = str(exc)
+
+    threads = [threading.Thread(target=load, args=(name, path)) for name, path in (("a", a), ("b", b))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    loaded_counts = [v for v in results.values() if isinstance(v, int)]
+    refused = [v for v in results.values() if isinstance(v, str)]
+    assert loaded_counts == [n] and len(refused) == 1, results
+    assert "conflicts with an outcome already in the database" in refused[0]
+    assert count(loaded, "outcomes") == n
