@@ -51,29 +51,57 @@ class Registry:
         self.store = Path(store)
 
     def register(self, tier: str, pipeline, *, reason: str, as_of: dt.date, metrics: dict, windows: dict,
-                 n_train: int, n_valid: int, fit_seconds: float) -> ModelVersion:
-        """Store ``pipeline`` as a new candidate version of ``tier`` and return its registry entry."""
+                 n_train: int, n_valid: int, fit_seconds: float, gate: dict | None = None) -> ModelVersion:
+        """Store ``pipeline`` as a new version of ``tier`` and return its registry entry.
+
+        With ``gate`` (the promotion gate's decision) the row carries the decision and, when it
+        promotes, becomes the champion in the same transaction: no version is ever left without its
+        decision. The artifact is written before the row and removed again if the row is not committed.
+        """
         _check_tier(tier)
         buf = io.BytesIO()
         joblib.dump(pipeline, buf, compress=3)
         data = buf.getvalue()
         sha = hashlib.sha256(data).hexdigest()
-        with self.engine.begin() as conn:
-            advisory_xact_lock(conn, f"model_versions:{tier}")
-            version = conn.execute(sa.text("SELECT coalesce(max(version), 0) + 1 FROM model_versions "
-                                           "WHERE tier = :t"), {"t": tier}).scalar_one()
-            rel = artifact_name(tier, version, sha)
-            _atomic_write(self.store / rel, data)
-            row = conn.execute(sa.text(
-                "INSERT INTO model_versions (tier, version, status, reason, as_of, train_start, train_end, "
-                " valid_start, valid_end, n_train, n_valid, fit_seconds, metrics, artifact_path, sha256) "
-                "VALUES (:tier, :version, 'candidate', :reason, :as_of, :train_start, :train_end, :valid_start, "
-                " :valid_end, :n_train, :n_valid, :fit_seconds, CAST(:metrics AS jsonb), :path, :sha) "
-                f"RETURNING {_COLUMNS}"),
-                {"tier": tier, "version": version, "reason": reason, "as_of": as_of, **windows,
-                 "n_train": n_train, "n_valid": n_valid, "fit_seconds": fit_seconds,
-                 "metrics": json.dumps(metrics), "path": rel, "sha": sha}).one()
-        return _entry(row)
+        written = None
+        try:
+            with self.engine.begin() as conn:
+                advisory_xact_lock(conn, f"model_versions:{tier}")
+                version = conn.execute(sa.text("SELECT coalesce(max(version), 0) + 1 FROM model_versions "
+                                               "WHERE tier = :t"), {"t": tier}).scalar_one()
+                rel = artifact_name(tier, version, sha)
+                _atomic_write(self.store / rel, data)
+                written = self.store / rel
+                conn.execute(sa.text(
+                    "INSERT INTO model_versions (tier, version, status, reason, as_of, train_start, train_end, "
+                    " valid_start, valid_end, n_train, n_valid, fit_seconds, metrics, gate, artifact_path, sha256) "
+                    "VALUES (:tier, :version, 'candidate', :reason, :as_of, :train_start, :train_end, :valid_start, "
+                    " :valid_end, :n_train, :n_valid, :fit_seconds, CAST(:metrics AS jsonb), CAST(:gate AS jsonb), "
+                    " :path, :sha)"),
+                    {"tier": tier, "version": version, "reason": reason, "as_of": as_of, **windows,
+                     "n_train": n_train, "n_valid": n_valid, "fit_seconds": fit_seconds,
+                     "metrics": json.dumps(metrics), "gate": json.dumps(gate) if gate is not None else None,
+                     "path": rel, "sha": sha})
+                if gate is not None and gate.get("promote"):
+                    self._make_champion(conn, tier, version, "gate", gate)
+        except BaseException:
+            if written is not None:
+                written.unlink(missing_ok=True)
+            raise
+        return self.get(tier, version)
+
+    @staticmethod
+    def _make_champion(conn, tier: str, version: int, kind: str, decision: dict) -> None:
+        """Inside the caller's locked transaction: retire the champion, crown ``version``, keep the record."""
+        previous = conn.execute(sa.text("SELECT version FROM model_versions WHERE tier = :t AND status = 'champion'"),
+                                {"t": tier}).scalar_one_or_none()
+        conn.execute(sa.text("UPDATE model_versions SET status = 'retired' WHERE tier = :t "
+                             "AND status = 'champion' AND version <> :v"), {"t": tier, "v": version})
+        conn.execute(sa.text("UPDATE model_versions SET status = 'champion', promoted_at = now() "
+                             "WHERE tier = :t AND version = :v"), {"t": tier, "v": version})
+        conn.execute(sa.text("INSERT INTO model_promotions (tier, version, previous_version, kind, decision) "
+                             "VALUES (:t, :v, :p, :k, CAST(:d AS jsonb))"),
+                     {"t": tier, "v": version, "p": previous, "k": kind, "d": json.dumps(decision)})
 
     def champion(self, tier: str) -> ModelVersion | None:
         """The current champion of ``tier``, or None."""
@@ -137,25 +165,27 @@ class Registry:
                 f"{mv.sha256}; refusing to load it. Restore the original file or retrain the tier.")
         return joblib.load(io.BytesIO(data))
 
-    def promote(self, tier: str, version: int, gate: dict | None = None) -> ModelVersion:
-        """Make ``version`` the champion of ``tier``; the previous champion is retired."""
+    def promote(self, tier: str, version: int, decision: dict | None = None) -> ModelVersion:
+        """Make ``version`` the champion of ``tier`` by hand (e.g. a rollback); the previous one is retired.
+
+        The version's training-time gate decision is kept as it was; this promotion is recorded in
+        ``model_promotions`` beside every earlier one.
+        """
         with self.engine.begin() as conn:
             advisory_xact_lock(conn, f"model_versions:{tier}")
             found = conn.execute(sa.text("SELECT 1 FROM model_versions WHERE tier = :t AND version = :v"),
                                  {"t": tier, "v": version}).one_or_none()
             if found is None:
                 raise ModelNotFoundError(f"no {tier} model with version {version}; `mlcore models` lists them.")
-            conn.execute(sa.text("UPDATE model_versions SET status = 'retired' WHERE tier = :t "
-                                 "AND status = 'champion' AND version <> :v"), {"t": tier, "v": version})
-            conn.execute(sa.text("UPDATE model_versions SET status = 'champion', promoted_at = now(), "
-                                 "gate = coalesce(CAST(:g AS jsonb), gate) WHERE tier = :t AND version = :v"),
-                         {"t": tier, "v": version, "g": json.dumps(gate) if gate is not None else None})
+            self._make_champion(conn, tier, version, "manual", decision or {"why": "manual promotion"})
         return self.get(tier, version)
 
-    def record_gate(self, tier: str, version: int, gate: dict) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(sa.text("UPDATE model_versions SET gate = CAST(:g AS jsonb) WHERE tier = :t "
-                                 "AND version = :v"), {"t": tier, "v": version, "g": json.dumps(gate)})
+    def promotions(self, tier: str) -> list[dict]:
+        """Every promotion of ``tier``, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT version, previous_version, promoted_at, kind, decision "
+                                        "FROM model_promotions WHERE tier = :t ORDER BY id"), {"t": tier})
+            return [dict(r._mapping) for r in rows]
 
     def list(self) -> pd.DataFrame:
         """All versions, newest first, with their headline validation metrics."""

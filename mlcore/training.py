@@ -156,13 +156,11 @@ def train_tier(engine: sa.Engine, settings: Settings, tier: str, as_of: dt.date 
 
     registry = Registry(engine, settings.model_store)
     champion = registry.champion(tier)
-    model = registry.register(tier, pipeline, reason=reason, as_of=as_of, metrics=metrics, windows=windows,
-                              n_train=len(train), n_valid=len(valid), fit_seconds=fit_seconds)
+    # The gate decides before the version is registered, so the row is written with its decision and,
+    # when promoted, as champion in the same transaction (a crash leaves both or neither).
     gate = promotion_gate(metrics, champion, registry, hold, ts.y[valid], settings.promotion_margin)
-    if gate["promote"]:
-        model = registry.promote(tier, model.version, gate)
-    else:
-        registry.record_gate(tier, model.version, gate)
+    model = registry.register(tier, pipeline, reason=reason, as_of=as_of, metrics=metrics, windows=windows,
+                              n_train=len(train), n_valid=len(valid), fit_seconds=fit_seconds, gate=gate)
     return TrainResult(model, gate["promote"], gate, metrics, fit_seconds, len(train), len(valid))
 
 

@@ -222,3 +222,36 @@ def test_a_mistyped_day_is_refused_unless_meant(engine, tmp_path, args):
     assert count(engine, "predictions") == 0
     meant = _mlcore(*args, "--allow-any-date", url=url, home=tmp_path)
     assert "--allow-any-date" not in meant.stderr          # past the bound (then: no model trained, no outcomes)
+
+
+def _register(reg, gate):
+    return reg.register("fast", DummyClassifier(), reason="manual", as_of=DAY, metrics={}, windows={
+        "train_start": DAY, "train_end": DAY, "valid_start": DAY, "valid_end": DAY}, n_train=1, n_valid=1,
+        fit_seconds=0.0, gate=gate)
+
+
+def test_a_rollback_keeps_every_promotion_and_each_versions_gate(engine, tmp_path):
+    reg = Registry(engine, tmp_path / "store")
+    v1 = _register(reg, {"promote": True, "why": "first model of its tier"})
+    v2 = _register(reg, {"promote": True, "why": "not worse than champion v1"})
+    v3 = _register(reg, {"promote": False, "why": "worse than champion v2 on churn"})
+    assert (v1.status, v2.status, v3.status) == ("champion", "champion", "candidate")
+    reg.promote("fast", 1, {"why": "rollback after an incident"})
+    with engine.connect() as conn:
+        gates = dict(conn.execute(sa.text("SELECT version, gate ->> 'why' FROM model_versions")).all())
+        status = dict(conn.execute(sa.text("SELECT version, status FROM model_versions")).all())
+    assert gates == {1: "first model of its tier", 2: "not worse than champion v1",
+                     3: "worse than champion v2 on churn"}                   # no gate record overwritten
+    assert status == {1: "champion", 2: "retired", 3: "candidate"}
+    history = [(p["version"], p["previous_version"], p["kind"], p["decision"]["why"]) for p in reg.promotions("fast")]
+    assert history == [(1, None, "gate", "first model of its tier"), (2, 1, "gate", "not worse than champion v1"),
+                       (1, 2, "manual", "rollback after an incident")]
+
+
+def test_a_failed_registration_leaves_neither_a_row_nor_an_artifact(engine, tmp_path, monkeypatch):
+    reg = Registry(engine, tmp_path / "store")
+    monkeypatch.setattr(Registry, "_make_champion", staticmethod(lambda *a: (_ for _ in ()).throw(OSError("crash"))))
+    with pytest.raises(OSError):
+        _register(reg, {"promote": True, "why": "first model of its tier"})
+    assert count(engine, "model_versions") == 0
+    assert not list((tmp_path / "store").rglob("*.joblib"))
