@@ -188,16 +188,48 @@ def upgrade(engine: sa.Engine) -> list[str]:
         # yoyo's row lock is replaced by ours (see migration_lock): marked as held, yoyo takes no other.
         backend._is_locked = True
         try:
+            backend.ensure_internal_schema_updated()
             pending = backend.to_apply(migrations)
-            backend.apply_migrations(pending)
         finally:
             backend._is_locked = False
             backend.connection.close()
+        for migration in pending:
+            _apply_atomically(engine, migration)
     applied = [m.id for m in pending]
     for mig_id in applied:
         log.info("applied migration %s", mig_id)
     apply_views(engine)
     return applied
+
+
+def _apply_atomically(engine: sa.Engine, migration) -> None:
+    """Run one migration and record it as applied (yoyo's own tables) in a single transaction.
+
+    yoyo applies a migration on a second connection and marks it applied afterwards on the first: a
+    process killed between the two left the schema changed but unrecorded, and every later upgrade
+    failed ("relation ... already exists"). Here both commit together, or neither does.
+    """
+    import datetime as dt
+    import getpass
+    import socket
+    import uuid
+
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute(Path(migration.path).read_text())       # no parameters: the file's text as written
+        cur.execute("INSERT INTO _yoyo_migration (migration_hash, migration_id, applied_at_utc) VALUES (%s, %s, %s)",
+                    (migration.hash, migration.id, now))
+        cur.execute("INSERT INTO _yoyo_log (id, migration_hash, migration_id, operation, username, hostname, "
+                    "created_at_utc) VALUES (%s, %s, %s, 'apply', %s, %s, %s)",
+                    (str(uuid.uuid1()), migration.hash, migration.id, getpass.getuser(), socket.gethostname(), now))
+        raw.commit()
+    except BaseException:
+        raw.rollback()
+        raise
+    finally:
+        raw.close()
 
 
 def apply_views(engine: sa.Engine) -> list[str]:
