@@ -215,15 +215,21 @@ def _apply_atomically(engine: sa.Engine, migration) -> None:
     import uuid
 
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    raw = engine.raw_connection()
-    try:
-        cur = raw.cursor()
+    with raw_transaction(engine) as cur:
         cur.execute(Path(migration.path).read_text())       # no parameters: the file's text as written
         cur.execute("INSERT INTO _yoyo_migration (migration_hash, migration_id, applied_at_utc) VALUES (%s, %s, %s)",
                     (migration.hash, migration.id, now))
         cur.execute("INSERT INTO _yoyo_log (id, migration_hash, migration_id, operation, username, hostname, "
                     "created_at_utc) VALUES (%s, %s, %s, 'apply', %s, %s, %s)",
                     (str(uuid.uuid1()), migration.hash, migration.id, getpass.getuser(), socket.gethostname(), now))
+
+
+@contextlib.contextmanager
+def raw_transaction(engine: sa.Engine):
+    """A DB-API (psycopg2) cursor in one transaction: committed when the block ends, rolled back on any error."""
+    raw = engine.raw_connection()
+    try:
+        yield raw.cursor()
         raw.commit()
     except BaseException:
         raw.rollback()

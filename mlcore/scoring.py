@@ -24,7 +24,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from mlcore.config import Settings
-from mlcore.db import advisory_xact_lock, copy_rows_binary, read_frame
+from mlcore.db import advisory_xact_lock, copy_rows_binary, raw_transaction, read_frame
 from mlcore.history_io import history_as_of
 from mlcore.exceptions import DataQualityError
 from mlcore.registry import Registry
@@ -215,9 +215,7 @@ def score(engine: sa.Engine, settings: Settings, tier: str, scored_for: dt.date,
     chunks = (id_chunks(engine, scored_for, size) if clients is None
               else _list_chunks(clients_with_notes(engine, scored_for, clients), size))
 
-    raw = engine.raw_connection()
-    try:
-        cur = raw.cursor()
+    with raw_transaction(engine) as cur:
         advisory_xact_lock(cur, f"predictions:{tier}:{scored_for}")
         if clients is None:
             cur.execute("DELETE FROM predictions WHERE scored_for = %s AND tier = %s", (scored_for, tier))
@@ -226,12 +224,6 @@ def score(engine: sa.Engine, settings: Settings, tier: str, scored_for: dt.date,
                         (scored_for, tier, list(clients)))
         n = _write_chunks(cur, pipeline, engine, chunks, scored_for, ranged=clients is None, table="predictions",
                           constants={"tier": tier, "model_version": champion.version, "run_id": run_id})
-        raw.commit()
-    except BaseException:
-        raw.rollback()
-        raise
-    finally:
-        raw.close()
     seconds = time.perf_counter() - started
     log.info("scored %d clients with %s v%d for %s in %.1fs", n, tier, champion.version, scored_for, seconds)
     return ScoreResult(tier, scored_for, champion.version, run_id, n, seconds)
