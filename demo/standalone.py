@@ -50,15 +50,16 @@ def ensure_databases(server_url: str) -> None:
     migrate the scoring one; existing databases are kept as they are."""
     from mlcore import db
 
+    names = demo_databases()
     admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            for name in demo_databases():
+            for name in names:
                 if not conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first():
                     conn.execute(sa.text(f'CREATE DATABASE "{name}"'))  # a checked plain name (demo_databases)
     finally:
         admin.dispose()
-    engine = db.make_engine(sa.make_url(server_url).set(database=demo_databases()[0]).render_as_string(False))
+    engine = db.make_engine(sa.make_url(server_url).set(database=names[0]).render_as_string(False))
     try:
         db.upgrade(engine)
     finally:

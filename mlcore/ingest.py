@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from mlcore.db import advisory_xact_lock, copy_frame
+from mlcore.db import advisory_xact_lock, copy_frame, raw_transaction
 from mlcore.exceptions import InputDataError
 
 MAX_REPORTED = 5
@@ -317,9 +317,7 @@ def _load_frame(engine: sa.Engine, kind: str, frame: pd.DataFrame, source: str,
     """
     spec = _spec(kind)
     cols = spec.names
-    raw = engine.raw_connection()
-    try:
-        cur = raw.cursor()
+    with raw_transaction(engine) as cur:
         advisory_xact_lock(cur, f"ingest:{spec.table}")
         cur.execute(f"CREATE TEMP TABLE staging (LIKE {spec.table} INCLUDING DEFAULTS) ON COMMIT DROP")
         cur.execute("ALTER TABLE staging ADD COLUMN row_no integer")
@@ -348,13 +346,7 @@ def _load_frame(engine: sa.Engine, kind: str, frame: pd.DataFrame, source: str,
         if audit is not None:
             cur.execute("INSERT INTO ingest_runs (kind, source, sha256, rows_in_file, rows_inserted) "
                         "VALUES (%s, %s, %s, %s, %s)", (kind, source, audit, len(frame), inserted))
-        raw.commit()
-        return inserted, clients, newest_note
-    except BaseException:
-        raw.rollback()
-        raise
-    finally:
-        raw.close()
+    return inserted, clients, newest_note
 
 
 # Each client the staged rows are about, with the newest note date among them (notes and concepts).

@@ -247,20 +247,12 @@ def score_partition(engine: sa.Engine, settings: Settings, tier: str, scored_for
     registry = Registry(engine, settings.model_store)
     pipeline = registry.load(registry.get(tier, model_version))
     chunks = id_chunks(engine, scored_for, settings.score_chunk_size, partition["lo"], partition["hi"])
-    raw = engine.raw_connection()
-    try:
-        cur = raw.cursor()
+    with raw_transaction(engine) as cur:
         cur.execute("DELETE FROM prediction_batches WHERE run_id = %s AND partition = %s",
                     (run_id, partition["partition"]))
         n = _write_chunks(cur, pipeline, engine, chunks, scored_for, ranged=True, table="prediction_batches",
                           constants={"tier": tier, "model_version": model_version, "run_id": run_id,
                                      "partition": partition["partition"]})
-        raw.commit()
-    except BaseException:
-        raw.rollback()
-        raise
-    finally:
-        raw.close()
     return n
 
 

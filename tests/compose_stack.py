@@ -25,7 +25,6 @@ import dataclasses
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -355,7 +354,3 @@ def run_init_scripts(stack: Stack, superuser: str) -> None:
     for script in sorted(Path(init["source"]).glob("*.sh")):
         out = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, f"{script.name}: {out.stdout}{out.stderr}"
-
-
-def clean(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

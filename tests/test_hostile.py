@@ -189,7 +189,6 @@ def test_bad_connection_settings_get_one_line_and_their_exit_code(server_url, tm
 
 def test_read_only_commands_do_not_migrate(server_url, engine, tmp_path):
     url = engine.url.render_as_string(hide_password=False)
-    release = threading.Event()
     holder = engine.connect()
     holder.execute(sa.text("SELECT pg_advisory_lock(hashtext('client_scoring:migrations'))"))
     try:
@@ -197,7 +196,6 @@ def test_read_only_commands_do_not_migrate(server_url, engine, tmp_path):
             out = _mlcore(*args, url=url, home=tmp_path)        # would wait for the migration lock
             assert out.returncode == 0, out.stderr
     finally:
-        release.set()
         holder.close()
     empty = create_database(server_url)
     try:
