@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
 
 from mlcore.alerts import mark_recorded_only, raise_alert  # noqa: E402
 from mlcore.config import Settings  # noqa: E402
-from mlcore.ingest import load_frame, read_contract_csv  # noqa: E402
+from mlcore.ingest import ingest_file  # noqa: E402
 from mlcore.monitoring import alerts_for, check_tier  # noqa: E402
 from mlcore.scoring import score  # noqa: E402
 from mlcore.synth import WorldSpec, rows_by_day, write_world  # noqa: E402
@@ -60,14 +60,16 @@ class Timeline:
 
 
 def _load(engine, frames: dict, lo: int, hi: int) -> list[str]:
-    """Load the rows of days lo..hi through the ingest validation; returns the clients with new notes."""
+    """Load the rows of days lo..hi as files through ``ingest_file``; returns the clients with new notes."""
     clients = []
     for kind in ("notes", "concepts", "outcomes"):
         f = frames[kind]
         part = f[(f["_day"] >= lo) & (f["_day"] <= hi)].drop(columns="_day")
         if len(part):
-            source = f"{kind} of days {lo}-{hi}"
-            load_frame(engine, kind, read_contract_csv(kind, part.to_csv(index=False).encode(), source), source)
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / f"{kind}_days_{lo}_{hi}.csv"
+                part.to_csv(path, index=False)
+                ingest_file(engine, kind, path)
             if kind == "notes":
                 clients = sorted(part["client_id"].unique())
     return clients

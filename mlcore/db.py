@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import csv
 import importlib.resources
 import io
 import logging
@@ -266,16 +265,6 @@ def applied_migrations(engine: sa.Engine) -> list[str]:
     with engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT migration_id FROM _yoyo_migration ORDER BY applied_at_utc"))
         return [r[0] for r in rows]
-
-
-def copy_frame(cursor, frame: pd.DataFrame, table: str, columns: list[str]) -> None:
-    """COPY ``frame[columns]`` into ``table`` through a DB-API (psycopg2) cursor."""
-    buf = io.StringIO()
-    frame[columns].to_csv(buf, index=False, header=False, na_rep="", quoting=csv.QUOTE_MINIMAL,
-                          date_format="%Y-%m-%d")
-    buf.seek(0)
-    cols = ", ".join(columns)
-    cursor.copy_expert(f"COPY {table} ({cols}) FROM STDIN WITH (FORMAT csv, NULL '')", buf)
 
 
 _PG_EPOCH = np.datetime64("2000-01-01", "D")

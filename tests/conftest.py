@@ -5,7 +5,6 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from mlcore.alerts import raise_alert
 from mlcore.config import Settings

@@ -1,6 +1,5 @@
 """The inbox rules: which files a run claims and in what order, what it reports. Table-driven, no database."""
 import datetime as dt
-from pathlib import Path
 
 import pytest
 

@@ -152,7 +152,7 @@ def test_failure_inside_the_transaction_leaves_nothing(loaded, tmp_path, monkeyp
     """A crash after the insert statement but before commit rolls the whole file back."""
     import mlcore.ingest as ingest
 
-    def boom(cur, kind, source):
+    def boom(*args, **kwargs):
         raise RuntimeError("injected failure")
     monkeypatch.setattr(ingest, "_check_against_database", boom)
     with pytest.raises(RuntimeError):
@@ -182,11 +182,11 @@ def test_the_audit_row_is_written_with_the_data_or_not_at_all(loaded, tmp_path, 
     from mlcore import ingest
 
     path = write(tmp_path, "outcomes.csv", OUTCOMES)
-    real = ingest.copy_frame
-    monkeypatch.setattr(ingest, "copy_frame", lambda *a, **k: (_ for _ in ()).throw(OSError("disk gone")))
+    real = ingest._copy_batch
+    monkeypatch.setattr(ingest, "_copy_batch", lambda *a, **k: (_ for _ in ()).throw(OSError("disk gone")))
     with pytest.raises(OSError):
         ingest_file(loaded, "outcomes", path)
-    monkeypatch.setattr(ingest, "copy_frame", real)
+    monkeypatch.setattr(ingest, "_copy_batch", real)
     with loaded.connect() as conn:
         runs = conn.execute(sa.text("SELECT source, rows_inserted FROM ingest_runs WHERE kind = 'outcomes'")).all()
     assert runs == [] and count(loaded, "outcomes") == 0

@@ -56,21 +56,21 @@ def test_a_drop_landing_during_a_run_waits_whole_for_the_next_run(scoring_env, t
 
     inbox = tmp_path / "inbox"
     drop(inbox, notes_a=notes(DAY, "a1"), note_concepts_a=concepts("a1"))
-    read = mlcore.ingest.read_contract_csv
+    read = mlcore.ingest._open
 
-    def read_then_drop(kind, data, source):      # the next drop lands while the run loads its first file
+    def read_then_drop(kind, fh, source):      # the next drop lands while the run loads its first file
         if not (inbox / "notes_b.csv").exists() and "/processed/" not in source:
             drop(inbox, notes_b=notes(DAY, "b1"), note_concepts_b=concepts("b1"))
-        return read(kind, data, source)
+        return read(kind, fh, source)
 
-    monkeypatch.setattr(mlcore.ingest, "read_contract_csv", read_then_drop)
+    monkeypatch.setattr(mlcore.ingest, "_open", read_then_drop)
     first = run_once("ingest_inbox", DAY, {"inbox": str(inbox)})
     assert str(first.state) == "success"
     assert sorted(p.name for p in inbox.glob("*.csv")) == ["note_concepts_b.csv", "notes_b.csv"]   # not split
     assert not (inbox / "rejected").exists()
     assert count(scoring_env, "notes") == 1 and count(scoring_env, "note_concepts") == 1
 
-    monkeypatch.setattr(mlcore.ingest, "read_contract_csv", read)
+    monkeypatch.setattr(mlcore.ingest, "_open", read)
     second = run_once("ingest_inbox", DAY + dt.timedelta(days=1), {"inbox": str(inbox)})
     assert str(second.state) == "success" and not list(inbox.glob("*.csv"))
     assert count(scoring_env, "notes") == 2 and count(scoring_env, "note_concepts") == 2
