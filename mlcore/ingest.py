@@ -40,8 +40,8 @@ MAX_REPORTED = 5
 MAX_ID_LENGTH = 256            # ids longer than this are a broken export, not an identifier
 MAX_INT4 = 2**31 - 1           # span offsets are stored as integer
 MAX_SHOWN = 60                 # characters of a found value quoted in a message
-BLOCK_BYTES = 8 << 20          # bytes parsed, validated and staged at a time: memory does not grow with the file
-MAX_LINE_BYTES = 16 << 20      # a longer line is not a row of the contract (ids are at most 256 characters)
+BLOCK_BYTES = 2 << 20          # bytes parsed at a time (pyarrow reads about 8 blocks ahead): memory stays bounded
+MAX_LINE_BYTES = 1 << 20       # a longer line is not a row of the contract (ids are at most 256 characters)
 BULK_MIN_ROWS = 200_000        # a load of this many new rows, and at least the table's size, rebuilds its indexes
 #: How far after today (UTC) a date may lie: none of the inputs can be dated in the future.
 FUTURE_SLACK_DAYS = 1
@@ -283,6 +283,11 @@ class _Stream:
         except pa.ArrowInvalid as exc:
             if self.rows == 0 and "Empty CSV file" in str(exc):
                 return                            # a header and nothing else: the caller says so
+            if "straddl" in str(exc):             # one row (a quoted value over many lines) outgrew a block
+                raise InputDataError(
+                    f"{self.source}: the row after data row {self.rows} is longer than {BLOCK_BYTES >> 20} MiB "
+                    "(a quoted value running over many lines?); expected CSV rows of the data contract. "
+                    "Nothing from this file was loaded.") from None
             raise InputDataError(f"{self.source}: not a well-formed CSV file ({_cut(str(exc), 200)}).") from None
         if invalid:
             shown = "; ".join(f"row {r.number + 1} has {r.actual_columns} fields, expected {r.expected_columns}"
@@ -500,10 +505,7 @@ def _load(engine: sa.Engine, stream: _Stream, progress) -> LoadResult:
     spec = _spec(kind)
     with raw_transaction(engine) as cur:
         cur.execute("SET LOCAL work_mem = '128MB'")
-        cur.execute(f"CREATE TEMP TABLE staging (LIKE {spec.table} INCLUDING DEFAULTS) ON COMMIT DROP")
-        cur.execute("ALTER TABLE staging ADD COLUMN row_no bigint")
-        if kind == "concepts":
-            cur.execute("ALTER TABLE staging ALTER COLUMN client_id DROP NOT NULL")
+        _create_staging(cur, spec)
         _stage(cur, stream, progress)
         stream.problems.raise_if_any()
         if not stream.rows:
@@ -523,6 +525,20 @@ def _load(engine: sa.Engine, stream: _Stream, progress) -> LoadResult:
         cur.execute("INSERT INTO ingest_runs (kind, source, sha256, rows_in_file, rows_inserted) "
                     "VALUES (%s, %s, %s, %s, %s)", (kind, source, sha, stream.rows, inserted))
     return LoadResult(kind, source, stream.rows, inserted, sha, clients, newest_note)
+
+
+def _create_staging(cur, spec: Spec) -> None:
+    """A temporary ``staging`` table with the spec's columns, typed as in the target table, and ``row_no``.
+
+    The types are read from the catalog rather than with ``LIKE``, which would hold a lock on the
+    target table while this load waits for the table's advisory lock: a bulk load holding that
+    lock and waiting to lock the table exclusively would then deadlock with it.
+    """
+    cur.execute("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = CAST(%s AS regclass) AND attnum > 0 AND NOT attisdropped", (spec.table,))
+    types = dict(cur.fetchall())
+    columns = ", ".join(f"{c} {types[c]}" for c in spec.names)
+    cur.execute(f"CREATE TEMP TABLE staging ({columns}, row_no bigint) ON COMMIT DROP")
 
 
 _DONE = object()
