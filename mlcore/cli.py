@@ -231,6 +231,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mlcore.progress").setLevel(logging.INFO)   # progress lines when stderr is not a terminal
     try:
         _check_days(args)
         settings = Settings.from_env()

@@ -19,6 +19,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import io
+import logging
 import queue
 import re
 import threading
@@ -34,8 +35,10 @@ import sqlalchemy as sa
 from psycopg2.extensions import quote_ident
 
 from mlcore.db import LOCK_TIMEOUT_SECONDS, advisory_xact_lock, raw_transaction
+from mlcore.progress import Progress
 from mlcore.exceptions import InputDataError, LockTimeoutError
 
+progress_log = logging.getLogger("mlcore.progress")
 MAX_REPORTED = 5
 MAX_ID_LENGTH = 256            # ids longer than this are a broken export, not an identifier
 MAX_INT4 = 2**31 - 1           # span offsets are stored as integer
@@ -482,15 +485,17 @@ def ingest_file(engine: sa.Engine, kind: str, path: str | Path, progress=None) -
     """Validate one CSV file and load it in a single transaction (idempotent), in bounded memory.
 
     The file is read in blocks of ``BLOCK_BYTES``: each is parsed, validated and copied into a
-    staging table before the next is read, so memory does not grow with the file. ``progress``,
-    if given, is called as ``progress(bytes_read, rows_read)`` after each block.
+    staging table before the next is read, so memory does not grow with the file. ``progress``
+    is called as ``progress(bytes_read, rows_read)`` after each block; by default a bar on a
+    terminal, a log line every 15 s otherwise (:class:`mlcore.progress.Progress`).
     """
     path = Path(path)
     if not path.is_file():
         raise InputDataError(f"{path}: no such file.")
-    with open(path, "rb") as fh:
+    with open(path, "rb") as fh, Progress(f"ingest {kind} {path.name}", total=path.stat().st_size,
+                                          bytes_unit=True) as bar:
         stream = _open(kind, fh, str(path))
-        return _load(engine, stream, progress)
+        return _load(engine, stream, progress or (lambda done, rows: bar.step(done, f"{rows:,} rows read")))
 
 
 def _load(engine: sa.Engine, stream: _Stream, progress) -> LoadResult:
@@ -510,6 +515,8 @@ def _load(engine: sa.Engine, stream: _Stream, progress) -> LoadResult:
         stream.problems.raise_if_any()
         if not stream.rows:
             raise InputDataError(f"{source}: the file has a header but no rows.")
+        progress_log.info("%s: %d rows read and staged; checking them against the database and inserting",
+                          source, stream.rows)
         advisory_xact_lock(cur, f"ingest:{spec.table}")
         cur.execute(_CLIENTS[kind])
         rows = cur.fetchall()

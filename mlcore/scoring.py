@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from mlcore.config import Settings
 from mlcore.db import advisory_xact_lock, copy_rows_binary, raw_transaction, read_frame
 from mlcore.history_io import history_as_of
+from mlcore.progress import Progress
 from mlcore.exceptions import DataQualityError
 from mlcore.registry import Registry
 from mlcore.tiers import OUTPUTS
@@ -126,7 +127,8 @@ def _write_chunks(cur, pipeline, engine, chunks: Iterator[pd.Series], scored_for
     """
     n = 0
     _cap_malloc_arenas()
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="scoring") as pool:
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="scoring") as pool, \
+            Progress(f"score {constants['tier']} for {scored_for}", unit="clients") as bar:
         reading = pool.submit(_read_next, chunks, engine, scored_for, ranged)
         writing = None
         try:
@@ -142,6 +144,7 @@ def _write_chunks(cur, pipeline, engine, chunks: Iterator[pd.Series], scored_for
                     writing.result()          # one COPY at a time on the transaction's cursor
                 writing = pool.submit(copy_rows_binary, cur, rows, table)
                 n += len(chunk)
+                bar.step(n)
             if writing is not None:
                 writing.result()
         finally:

@@ -22,6 +22,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from mlcore.exceptions import ConfigError
+from mlcore.progress import Progress
 from mlcore.taxonomy import LANGUAGES, taxonomy
 
 N_TRAITS = 8  # wealth, engagement, loyalty, gifting, 4 taste dimensions
@@ -391,14 +392,16 @@ def write_world(spec: WorldSpec, out: str | Path) -> dict:
     names = {"notes": "notes.csv", "concepts": "note_concepts.csv", "outcomes": "outcomes.csv",
              "truth": "truth.csv"}
     counts = dict.fromkeys(names, 0)
-    for first in range(0, spec.n_clients, spec.chunk_clients):
-        n = min(spec.chunk_clients, spec.n_clients - first)
-        chunk_rng = np.random.default_rng([spec.seed, first])
-        frames = _generate_chunk(spec, params, tax, first, n, counts["notes"], chunk_rng)
-        for key, frame in zip(names, frames):
-            frame.to_csv(out / names[key], mode="w" if first == 0 else "a", header=first == 0, index=False,
-                         date_format="%Y-%m-%d")
-            counts[key] += len(frame)
+    with Progress(f"synth {out.name}", total=spec.n_clients, unit="clients") as bar:
+        for first in range(0, spec.n_clients, spec.chunk_clients):
+            n = min(spec.chunk_clients, spec.n_clients - first)
+            chunk_rng = np.random.default_rng([spec.seed, first])
+            frames = _generate_chunk(spec, params, tax, first, n, counts["notes"], chunk_rng)
+            for key, frame in zip(names, frames):
+                frame.to_csv(out / names[key], mode="w" if first == 0 else "a", header=first == 0, index=False,
+                             date_format="%Y-%m-%d")
+                counts[key] += len(frame)
+            bar.step(first + n, f"{counts['notes']:,} notes")
     tax[["concept_id", "bucket"] + [f"alias_{lang}" for lang in LANGUAGES]].to_csv(out / "taxonomy.csv", index=False)
     return counts
 

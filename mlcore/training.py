@@ -26,6 +26,7 @@ from mlcore.evaluation import CLASSIFIERS, calibration, evaluate, headline
 from mlcore.exceptions import InputDataError
 from mlcore.features import History, build_history
 from mlcore.history_io import outcome_clients, read_notes, read_outcomes
+from mlcore.progress import Progress
 from mlcore.registry import ModelVersion, Registry
 from mlcore.tiers import TARGETS, make_pipeline_for
 
@@ -125,6 +126,12 @@ def train_tier(engine: sa.Engine, settings: Settings, tier: str, as_of: dt.date 
         if as_of is None:
             raise InputDataError("cannot train: the outcomes table is empty; load outcomes with "
                                  "`mlcore ingest outcomes PATH` first.")
+    with Progress(f"train {tier} as of {as_of}", total=4, unit="phases") as bar:
+        bar.step(0, "reading outcomes and notes", always=True)
+        return _train(engine, settings, tier, as_of, reason, random_state, since, bar)
+
+
+def _train(engine, settings, tier, as_of, reason, random_state, since, bar) -> TrainResult:
     H = settings.horizon_days
     # A sample is drawn from the distinct clients, so only its own outcome rows are ever read.
     sample = None
@@ -132,6 +139,7 @@ def train_tier(engine: sa.Engine, settings: Settings, tier: str, as_of: dt.date 
         sample = sample_clients(outcome_clients(engine, as_of), settings.train_max_clients, random_state)
     outcomes = read_outcomes(engine, as_of, clients=sample)
     notes, concepts = read_notes(engine, as_of - dt.timedelta(days=H), clients=sample)
+    bar.step(1, f"building the training set ({len(outcomes):,} outcomes)", always=True)
     ts = training_set(outcomes, notes, concepts, H)
     if reason == "drift":
         train, valid, windows = time_split(ts.dates, as_of, settings.drift_valid_days, 0)
@@ -144,9 +152,11 @@ def train_tier(engine: sa.Engine, settings: Settings, tier: str, as_of: dt.date 
         recent = (ts.dates.iloc[train] >= pd.Timestamp(since)).to_numpy()
         weights = np.where(recent, settings.drift_recent_weight, 1.0)
     pipeline = make_pipeline_for(tier, random_state)
+    bar.step(2, f"fitting on {len(train):,} rows", always=True)
     started = time.perf_counter()
     pipeline.fit(ts.history.take(train), ts.y[train], model__sample_weight=weights)
     fit_seconds = time.perf_counter() - started
+    bar.step(3, f"validating on {len(valid):,} rows, then the promotion gate", always=True)
     hold = ts.history.take(valid)
     pred = pipeline.predict(hold)
     metrics = evaluate(ts.y[valid], pred, reference=ts.y[train], n_boot=settings.n_bootstrap,
@@ -161,6 +171,7 @@ def train_tier(engine: sa.Engine, settings: Settings, tier: str, as_of: dt.date 
     gate = promotion_gate(metrics, champion, registry, hold, ts.y[valid], settings.promotion_margin)
     model = registry.register(tier, pipeline, reason=reason, as_of=as_of, metrics=metrics, windows=windows,
                               n_train=len(train), n_valid=len(valid), fit_seconds=fit_seconds, gate=gate)
+    bar.step(4)
     return TrainResult(model, gate["promote"], gate, metrics, fit_seconds, len(train), len(valid))
 
 
