@@ -10,7 +10,9 @@ import datetime as dt
 import hashlib
 import io
 import json
+import logging
 import os
+import re
 from pathlib import Path
 
 import joblib
@@ -20,6 +22,8 @@ import sqlalchemy as sa
 from mlcore.db import advisory_xact_lock
 from mlcore.exceptions import ArtifactIntegrityError, ModelNotFoundError
 from mlcore.tiers import TIERS
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +74,7 @@ class Registry:
                 version = conn.execute(sa.text("SELECT coalesce(max(version), 0) + 1 FROM model_versions "
                                                "WHERE tier = :t"), {"t": tier}).scalar_one()
                 rel = artifact_name(tier, version, sha)
+                self._sweep_orphans(tier, version)
                 _atomic_write(self.store / rel, data)
                 written = self.store / rel
                 conn.execute(sa.text(
@@ -89,6 +94,19 @@ class Registry:
                 written.unlink(missing_ok=True)
             raise
         return self.get(tier, version)
+
+    def _sweep_orphans(self, tier: str, next_version: int) -> None:
+        """Under the tier's lock: delete artifacts (and temporary files) of versions no row can have yet.
+
+        A registration killed between writing its file and committing its row (kill -9 runs no
+        cleanup) leaves such a file; no row vouches for it, so it is never loaded, only removed here.
+        """
+        pattern = re.compile(rf"^{tier}-v(\d+)-[0-9a-f]{{12}}\.joblib(\.tmp\d+)?$")
+        for path in (self.store / tier).glob(f"{tier}-v*"):
+            m = pattern.match(path.name)
+            if m and (int(m.group(1)) >= next_version or m.group(2)) and path.is_file():
+                log.warning("removing %s: an artifact no registry row vouches for (a killed registration)", path)
+                path.unlink(missing_ok=True)
 
     @staticmethod
     def _make_champion(conn, tier: str, version: int, kind: str, decision: dict) -> None:

@@ -253,3 +253,20 @@ def test_a_failed_registration_leaves_neither_a_row_nor_an_artifact(engine, tmp_
         _register(reg, {"promote": True, "why": "first model of its tier"})
     assert count(engine, "model_versions") == 0
     assert not list((tmp_path / "store").rglob("*.joblib"))
+
+
+def test_a_killed_registrations_artifact_is_swept_by_the_next_registration(engine, tmp_path):
+    """kill -9 between writing the artifact and committing its row runs no cleanup: the next one does."""
+    reg = Registry(engine, tmp_path / "store")
+    first = _register(reg, {"promote": True, "why": "first model of its tier"})
+    tier_dir = tmp_path / "store" / first.tier
+    left = [tier_dir / f"{first.tier}-v2-{'a' * 12}.joblib", tier_dir / f"{first.tier}-v2-{'b' * 12}.joblib.tmp4242",
+            tier_dir / f"{first.tier}-v7-{'c' * 12}.joblib"]
+    for path in left:
+        path.write_bytes(b"not vouched for")
+    kept = tier_dir / "notes.txt"                        # not an artifact name: left alone
+    kept.write_text("an operator's file")
+    second = _register(reg, {"promote": False, "why": "worse than champion v1"})
+    assert second.version == 2 and not any(p.exists() for p in left) and kept.exists()
+    assert sorted(p.name for p in tier_dir.glob("*.joblib")) == sorted(
+        Path(reg.artifact_file(mv)).name for mv in (first, second))
