@@ -276,6 +276,14 @@ def publish(engine: sa.Engine, tier: str, scored_for: dt.date, run_id: str, part
             "INSERT INTO predictions (scored_for, tier, client_id, model_version, purchase_likelihood, churn_risk, "
             " predicted_clv, run_id) SELECT scored_for, tier, client_id, model_version, purchase_likelihood, "
             " churn_risk, predicted_clv, run_id FROM prediction_batches WHERE run_id = :r"), {"r": run_id}).rowcount
+        # What a killed earlier run of the same slice staged is never published: drop it with ours. A run
+        # that began staging after ours (running now, alongside) keeps its rows.
+        stale = conn.execute(sa.text(
+            "DELETE FROM prediction_batches WHERE tier = :t AND scored_for = :d AND run_id <> :r AND created_at < "
+            "(SELECT min(created_at) FROM prediction_batches WHERE run_id = :r)"),
+            {"r": run_id, "t": tier, "d": scored_for}).rowcount
+        if stale:
+            log.warning("removed %d rows an earlier, unfinished run staged for %s %s", stale, tier, scored_for)
         conn.execute(sa.text("DELETE FROM prediction_batches WHERE run_id = :r"), {"r": run_id})
     return n
 

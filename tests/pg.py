@@ -71,3 +71,12 @@ def ingest_world(engine, world: Path):
         ingest_file(engine, kind, world / name)
     with engine.connect() as conn:
         return conn.execute(sa.text("SELECT max(date) FROM outcomes")).scalar_one()
+
+
+def prediction_slice(engine, day, tier: str = "elite") -> tuple:
+    """(rows, distinct run ids, md5 of the rows) of ``tier``'s predictions for ``day``: equal iff unchanged."""
+    with engine.connect() as conn:
+        return tuple(conn.execute(sa.text(
+            "SELECT count(*), count(DISTINCT run_id), md5(coalesce(string_agg(concat_ws(',', client_id, "
+            "model_version, purchase_likelihood, churn_risk, predicted_clv, run_id), ';' ORDER BY client_id), '')) "
+            "FROM predictions WHERE tier = :t AND scored_for = :d"), {"t": tier, "d": day}).one())

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from mlcore import db
 from mlcore.config import Settings
 from mlcore.registry import Registry
-from pg import count, create_database, drop_database, ingest_world
+from pg import count, create_database, drop_database, ingest_world, prediction_slice as _slice
 
 ROWS = 100_000
 #: When to strike, as fractions of the same command's measured clean run: from start-up and reading
@@ -175,15 +175,6 @@ def _run(*args, url, home):
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, f"mlcore {' '.join(args)}: {err}"
     return out
-
-
-def _slice(engine, day) -> tuple:
-    """(rows, distinct run ids, md5 of the rows) of Elite's predictions for ``day``."""
-    with engine.connect() as conn:
-        return tuple(conn.execute(sa.text(
-            "SELECT count(*), count(DISTINCT run_id), md5(coalesce(string_agg(concat_ws(',', client_id, "
-            "model_version, purchase_likelihood, churn_risk, predicted_clv, run_id), ';' ORDER BY client_id), '')) "
-            "FROM predictions WHERE tier = 'elite' AND scored_for = :d"), {"d": day}).one())
 
 
 def count_scored(engine, day) -> int:
