@@ -88,23 +88,16 @@ def step_ingest(world: str, url: str, kind: str) -> dict:
 @timed
 def step_copy_floor(world: str, url: str, kind: str) -> dict:
     """The floor under ingest: the server's own COPY of the file into a bare, unindexed temporary table."""
+    from mlcore.db import raw_transaction
     from mlcore.ingest import SPECS
 
-    table = SPECS[kind].table
-    engine = _engine(url)
-    raw = engine.raw_connection()
-    try:
-        cur = raw.cursor()
-        cur.execute(f"CREATE TEMP TABLE floor (LIKE {table} INCLUDING DEFAULTS)")
-        with open(Path(world) / FILES[kind], "rb") as fh:
-            header = fh.readline().decode().strip()
-            t0 = time.perf_counter()
-            cur.copy_expert(f"COPY floor ({header}) FROM STDIN WITH (FORMAT csv, NULL '')", fh, size=1 << 20)
-            seconds = time.perf_counter() - t0
+    with raw_transaction(_engine(url)) as cur, open(Path(world) / FILES[kind], "rb") as fh:
+        cur.execute(f"CREATE TEMP TABLE floor (LIKE {SPECS[kind].table} INCLUDING DEFAULTS) ON COMMIT DROP")
+        header = fh.readline().decode().strip()
+        t0 = time.perf_counter()
+        cur.copy_expert(f"COPY floor ({header}) FROM STDIN WITH (FORMAT csv, NULL '')", fh, size=1 << 20)
+        seconds = time.perf_counter() - t0
         rows = cur.rowcount
-        raw.rollback()
-    finally:
-        raw.close()
     return {"seconds": seconds, "rows": rows}
 
 

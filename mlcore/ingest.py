@@ -35,8 +35,8 @@ import sqlalchemy as sa
 from psycopg2.extensions import quote_ident
 
 from mlcore.db import LOCK_TIMEOUT_SECONDS, advisory_xact_lock, raw_transaction
-from mlcore.progress import Progress
 from mlcore.exceptions import InputDataError, LockTimeoutError
+from mlcore.progress import Progress
 
 progress_log = logging.getLogger("mlcore.progress")
 MAX_REPORTED = 5
@@ -209,24 +209,24 @@ class _CheckedReader:
                 f"{self.source}: line {line} is not valid UTF-8 (byte "
                 f"0x{byte:02x} at offset {self.bytes_read + pos}); expected a UTF-8 encoded CSV file. "
                 "Re-export it as UTF-8.") from None
-        first, last = data.find(b"\n"), data.rfind(b"\n")
+        first, last = data.find(NEWLINE), data.rfind(NEWLINE)
         if self._run + (first if first >= 0 else len(data)) > MAX_LINE_BYTES:
             raise InputDataError(f"{self.source}: line {self._lines + 1} is longer than {MAX_LINE_BYTES >> 20} MiB; "
                                  "expected CSV rows of the data contract (one row per line).")
         self._run = len(data) - last - 1 if last >= 0 else self._run + len(data)
-        self._lines += data.count(b"\n")
+        self._lines += data.count(NEWLINE)
         self.bytes_read += len(data)
 
     def header(self) -> str | None:
         """The first non-blank line (BOM and line end removed), or None when the file holds only blanks."""
         while True:
             line = b""
-            while b"\n" not in line:
+            while NEWLINE not in line:
                 data = self._next(1 << 16)
                 if not data:
                     break
                 line += data
-            line, _, self._ahead = line.partition(b"\n")
+            line, _, self._ahead = line.partition(NEWLINE)
             text = line.decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r")
             if text.strip():
                 return text
@@ -341,17 +341,13 @@ def _open(kind: str, fh, source: str) -> _Stream:
 def _typed(spec: Spec, batch: pa.RecordBatch, present: dict, first: int, problems: _Problems) -> pa.Table:
     """One parsed batch, validated column by column, as the staging table's typed columns."""
     n = batch.num_rows
+    trimmed = {name: pc.utf8_trim_whitespace(batch.column(column)) for name, column in present.items()}
     out = {}
     for col in spec.columns:
-        if col.name in present:
-            out[col.name] = _convert(pc.utf8_trim_whitespace(batch.column(present[col.name])), col, first, problems)
-        else:
-            out[col.name] = _default(col, n)
+        out[col.name] = _convert(trimmed[col.name], col, first, problems) if col.name in trimmed else _default(col, n)
     if spec.table == "note_concepts" and "evidence_span_end" in present:
-        s, e = out["evidence_span_start"], out["evidence_span_end"]
-        bad = pc.fill_null(pc.less(e, s), False).to_numpy(zero_copy_only=False)
-        problems.add(bad, first, "evidence_span_end", "a value >= evidence_span_start",
-                     pc.utf8_trim_whitespace(batch.column(present["evidence_span_end"])))
+        bad = _np(pc.less(out["evidence_span_end"], out["evidence_span_start"]))
+        problems.add(bad, first, "evidence_span_end", "a value >= evidence_span_start", trimmed["evidence_span_end"])
     out["row_no"] = pa.array(np.arange(first, first + n, dtype=np.int64))
     return pa.table(out)
 
@@ -364,6 +360,10 @@ def _default(col: Column, n: int) -> pa.Array:
 
 def _np(mask) -> np.ndarray:
     return pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
+
+
+def _null_where(mask: np.ndarray, s: pa.Array) -> pa.Array:
+    return pc.if_else(pa.array(mask), pa.scalar(None, pa.string()), s)
 
 
 def _convert(s: pa.Array, col: Column, first: int, problems: _Problems) -> pa.Array:
@@ -380,10 +380,10 @@ def _convert(s: pa.Array, col: Column, first: int, problems: _Problems) -> pa.Ar
     if kind in ("id", "text"):
         if kind == "id":
             flag(_np(pc.greater(pc.utf8_length(s), MAX_ID_LENGTH)), f"an identifier of at most {MAX_ID_LENGTH} characters")
-        return pc.if_else(pa.array(empty), pa.scalar(None, pa.string()), s)
+        return _null_where(empty, s)
     if kind == "language":
         flag(present & ~_np(pc.match_substring_regex(s, _LANG.pattern)), _EXPECTED[kind])
-        return pc.utf8_lower(pc.if_else(pa.array(empty), pa.scalar(None, pa.string()), s))
+        return pc.utf8_lower(_null_where(empty, s))
     if kind == "date":
         days = _days(s, empty)
         bad = present & np.isnat(days)
@@ -556,7 +556,7 @@ def _stage(cur, stream: _Stream, progress) -> None:
 
     A reader thread parses and validates (pyarrow releases the GIL) while this thread copies
     (psycopg2 releases it while sending), so the file is read and the server writes at once. At
-    most ``queue_size`` blocks wait in between: memory stays bounded. After the first problem
+    most two blocks wait in between: memory stays bounded. After the first problem
     the rest of the file is only validated, so the message can count every bad row.
     """
     blocks: queue.Queue = queue.Queue(maxsize=2)

@@ -80,3 +80,11 @@ def prediction_slice(engine, day, tier: str = "elite") -> tuple:
             "SELECT count(*), count(DISTINCT run_id), md5(coalesce(string_agg(concat_ws(',', client_id, "
             "model_version, purchase_likelihood, churn_risk, predicted_clv, run_id), ';' ORDER BY client_id), '')) "
             "FROM predictions WHERE tier = :t AND scored_for = :d"), {"t": tier, "d": day}).one())
+
+
+def advisory_locks(engine) -> int:
+    """Advisory locks other sessions hold in ``engine``'s database."""
+    with engine.connect() as conn:
+        return conn.execute(sa.text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid <> pg_backend_pid() "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")).scalar_one()

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from mlcore import db
 from mlcore.config import Settings
 from mlcore.registry import Registry
-from pg import count, create_database, drop_database, ingest_world, prediction_slice as _slice
+from pg import advisory_locks, count, create_database, drop_database, ingest_world, prediction_slice as _slice
 
 ROWS = 100_000
 #: When to strike, as fractions of the same command's measured clean run: from start-up and reading
@@ -78,10 +78,8 @@ def _kill_after(proc, sig, seconds) -> bool:
 
 
 def _no_lock_left(engine) -> bool:
+    advisory = advisory_locks(engine)
     with engine.connect() as conn:
-        advisory = conn.execute(sa.text(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid <> pg_backend_pid() "
-            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")).scalar_one()
         rows = 0
         if conn.execute(sa.text("SELECT to_regclass('yoyo_lock')")).scalar() is not None:
             rows = conn.execute(sa.text("SELECT count(*) FROM yoyo_lock")).scalar_one()

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from demo.replay import run_dag
 from mlcore.config import Settings
 from mlcore.training import train_tier
-from pg import count, ingest_world, prediction_slice as _slice
+from pg import advisory_locks, count, ingest_world, prediction_slice as _slice
 
 HERE = Path(__file__).resolve().parent
 RUN = f"""
@@ -24,13 +24,6 @@ sys.path[:0] = [{str(HERE)!r}, {str(HERE.parent)!r}]
 from dagrun import run_once
 print(run_once("nightly_elite_scoring", dt.date.fromisoformat(sys.argv[1]), {{"partitions": 4}}).state)
 """
-
-
-def _locks(engine) -> int:
-    with engine.connect() as conn:
-        return conn.execute(sa.text(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid <> pg_backend_pid() "
-            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")).scalar_one()
 
 
 @pytest.mark.slow
@@ -64,7 +57,7 @@ def test_a_scoring_task_killed_inside_airflow_keeps_the_previous_day_and_the_nex
     rows, runs, _ = _slice(engine, day)
     assert _slice(engine, previous) == before
     assert rows in (0, expected) and runs <= 1
-    assert _locks(engine) == 0
+    assert advisory_locks(engine) == 0
 
     again = subprocess.run([sys.executable, "-c", RUN, str(day)], env=dict(os.environ), capture_output=True,
                            text=True, timeout=600)
