@@ -521,7 +521,8 @@ def _load(engine: sa.Engine, stream: _Stream, progress) -> LoadResult:
         cur.execute(_CLIENTS[kind])
         rows = cur.fetchall()
         _check_against_database(cur, kind, source, flagged=any(r[2] for r in rows))
-        inserted = _insert_new_rows(cur, kind, source, stream.rows)
+        # Concept rows that all name their client (and agree with notes) are inserted without the join.
+        inserted = _insert_new_rows(cur, kind, source, stream.rows, join_notes=not all(r[3] for r in rows))
         clients = tuple(sorted(r[0] for r in rows if r[0] is not None))
         newest_note = max((r[1] for r in rows if r[1] is not None), default=None)
         if inserted:
@@ -629,8 +630,11 @@ def _key(kind: str, alias: str) -> list[str]:
     return [e.format(a=alias) for e in _KEY[kind]]
 
 
-def _insert_new_rows(cur, kind: str, source: str, staged: int) -> int:
+def _insert_new_rows(cur, kind: str, source: str, staged: int, join_notes: bool = True) -> int:
     """Insert the staged rows whose key is not in the table yet; returns how many.
+
+    Concept rows take their ``client_id`` from ``notes`` (``join_notes``) unless every one names it
+    and the checks found it agrees with the note's.
 
     A load of at least ``BULK_MIN_ROWS`` new rows, and no fewer than the table holds, drops the
     table's own indexes and foreign keys for the insert and builds them again after it, as
@@ -647,7 +651,7 @@ def _insert_new_rows(cur, kind: str, source: str, staged: int) -> int:
     cur.execute("SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = CAST(%s AS regclass)", (spec.table,))
     bulk = staged - present >= BULK_MIN_ROWS and staged - present >= cur.fetchone()[0]
     col_list = ", ".join(cols)
-    if kind == "concepts":
+    if kind == "concepts" and join_notes:
         select = ", ".join("n.client_id" if c == "client_id" else f"s.{c}" for c in cols)
         source_rows = "staging s JOIN notes n ON n.note_id = s.note_id"
     else:
@@ -711,12 +715,14 @@ def _raise_duplicates(cur, kind: str, source: str) -> None:
 
 
 # Each client the staged rows are about, with the newest note date among them (notes and concepts),
-# and whether any of its rows disagrees with the notes table (concepts: one pass over the join).
+# whether any of its rows disagrees with the notes table and whether all of them name their client
+# (concepts: one pass over the join).
 _CLIENTS = {
-    "notes": "SELECT client_id, max(date), false FROM staging GROUP BY client_id",
+    "notes": "SELECT client_id, max(date), false, true FROM staging GROUP BY client_id",
     "concepts": "SELECT n.client_id, max(n.date), bool_or(n.note_id IS NULL OR (s.client_id IS NOT NULL AND "
-                "s.client_id <> n.client_id)) FROM staging s LEFT JOIN notes n USING (note_id) GROUP BY n.client_id",
-    "outcomes": "SELECT DISTINCT client_id, CAST(NULL AS date), false FROM staging",
+                "s.client_id <> n.client_id)), bool_and(s.client_id IS NOT NULL) "
+                "FROM staging s LEFT JOIN notes n USING (note_id) GROUP BY n.client_id",
+    "outcomes": "SELECT DISTINCT client_id, CAST(NULL AS date), false, true FROM staging",
 }
 
 

@@ -49,6 +49,23 @@ def test_extractor_column_variants_are_accepted(loaded, tmp_path):
     text = "note_id,concept_id,start,end,confidence\nn1,watches,0,7,0.9\nn3,golf,2,6,0.7\n"
     r = ingest_file(loaded, "concepts", write(tmp_path, "variant.csv", text))
     assert r.rows_inserted == 2
+    assert concept_clients(loaded) == [("n1", "c1"), ("n3", "c2")]   # from the notes: the file has no client_id
+    assert (r.clients, r.newest_note) == (("c1", "c2"), dt.date(2025, 1, 5))
+
+
+def test_concept_rows_that_all_name_their_client_keep_it(loaded, tmp_path):
+    """The insert skips the join to notes when every row names its client: the clients are the same."""
+    text = "note_id,client_id,concept_id\nn1,c1,watches\nn2,c1,golf\nn3,c2,golf\n"
+    r = ingest_file(loaded, "concepts", write(tmp_path, "named.csv", text))
+    assert r.rows_inserted == 3
+    assert concept_clients(loaded) == [("n1", "c1"), ("n2", "c1"), ("n3", "c2")]
+    assert (r.clients, r.newest_note) == (("c1", "c2"), dt.date(2025, 2, 3))
+
+
+def concept_clients(engine):
+    import sqlalchemy as sa
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.text("SELECT note_id, client_id FROM note_concepts ORDER BY 1, 2"))]
 
 
 BAD_NOTES = [
