@@ -96,6 +96,16 @@ def cmd_models(args, settings):
         return
     frame["sha256"] = frame["sha256"].str[:12]
     print(frame.to_string(index=False))
+    from mlcore.selection import selection_table
+    registry = Registry(_engine(settings, upgrade=False), settings.model_store)
+    for tier in sorted(frame["tier"].unique()):
+        champion = registry.champion(tier)
+        if champion is not None:
+            table = selection_table(champion.metrics)
+            if len(table):
+                print(f"\n{tier} v{champion.version} (champion): candidates per target, scored on the newest "
+                      "training rows (lower is better; * chosen)")
+                print(table.to_string(index=False))
 
 
 def cmd_promote(args, settings):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import numbers
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,8 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import TfidfTransformer
 from sklearn.utils.validation import check_is_fitted
+
+from mlcore.params import check_param
 
 
 @dataclasses.dataclass
@@ -33,6 +36,17 @@ class History:
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    @property
+    def shape(self) -> tuple[int]:
+        """``(samples,)``: lets scikit-learn's model-selection tools count and split a History."""
+        return (len(self.samples),)
+
+    def __getitem__(self, key) -> "History":
+        """The sub-history of the samples ``key`` selects (positions, a slice or a boolean mask)."""
+        if isinstance(key, tuple):           # scikit-learn indexes arrays as X[key, ...]
+            key = key[0]
+        return self.take(np.arange(len(self.samples))[key])
 
     @functools.cached_property
     def concept_codes(self) -> tuple[np.ndarray, pd.Index]:
@@ -127,6 +141,7 @@ class _VocabularyMixin:
     min_count = 5
 
     def _fit_vocabulary(self, history: History):
+        check_param(type(self).__name__, "min_count", self.min_count, numbers.Integral, 1)
         counts = history.concepts["concept_id"].value_counts()
         vocab = np.sort(counts.index[counts >= self.min_count].to_numpy().astype(str))
         self.vocabulary_ = pd.Index(vocab)
@@ -171,6 +186,12 @@ class RecencyConcepts(_VocabularyMixin, TransformerMixin, BaseEstimator):
         self.min_count = min_count
 
     def fit(self, history: History, y=None):
+        hls = self.half_lives if isinstance(self.half_lives, (list, tuple)) else None
+        if not hls:
+            raise ValueError(f"RecencyConcepts: half_lives must be a non-empty list of days (or None for no decay), "
+                             f"got {self.half_lives!r}.")
+        for hl in hls:
+            check_param("RecencyConcepts", "each of half_lives", hl, numbers.Real, 1e-9, none_ok=True)
         return self._fit_vocabulary(history)
 
     def transform(self, history: History):
@@ -285,6 +306,8 @@ class CoOccurrence(TransformerMixin, BaseEstimator):
                              "pair": code[a].astype(np.int64) * len(concepts) + code[b], "w": conf[a] * conf[b]})
 
     def fit(self, history: History, y=None):
+        check_param("CoOccurrence", "n_pairs", self.n_pairs, numbers.Integral, 1)
+        check_param("CoOccurrence", "half_life", self.half_life, numbers.Real, 1e-9)
         concepts = pd.Index(np.sort(history.concepts["concept_id"].unique().astype(str)))
         pairs = self._pairs(history, concepts)
         top = pairs.groupby("pair")["row"].nunique().nlargest(self.n_pairs).index.to_numpy()

@@ -42,7 +42,8 @@ def _champion(conn, tier: str) -> dict | None:
     m = row.metrics
     metrics = {target: {name: m[target][name] for name in names if name in m.get(target, {})}
                | {"baseline": m.get(target, {}).get("baseline", {}),
-                  "calibration": {k: (m[target].get("calibration") or {}).get(k) for k in ("ece", "ece_noise")}}
+                  "calibration": {k: (m[target].get("calibration") or {}).get(k) for k in ("ece", "ece_noise")},
+                  "selection": m.get(target, {}).get("selection")}
                for target, names in _TARGET_METRICS.items() if target in m}
     return {"version": row.version, "reason": row.reason, "as_of": _jsonable(row.as_of),
             "trained_at": _jsonable(row.trained_at), "promoted_at": _jsonable(row.promoted_at),

@@ -206,13 +206,17 @@ class Registry:
             return [dict(r._mapping) for r in rows]
 
     def list(self) -> pd.DataFrame:
-        """All versions, newest first, with their headline validation metrics."""
+        """All versions, newest first, with their headline validation metrics and the model chosen per target."""
         sql = sa.text(
             "SELECT tier, version, status, reason, trained_at, as_of, n_train, n_valid, "
             " round(fit_seconds::numeric, 1) AS fit_s, "
             " (metrics -> 'purchase' -> 'auc' ->> 'value')::float AS purchase_auc, "
             " (metrics -> 'churn' -> 'auc' ->> 'value')::float AS churn_auc, "
-            " (metrics -> 'clv' -> 'r2' ->> 'value')::float AS clv_r2, sha256 "
+            " (metrics -> 'clv' -> 'r2' ->> 'value')::float AS clv_r2, "
+            + ", ".join(f"concat_ws('+', metrics -> '{t}' -> 'selection' ->> 'chosen', "
+                        f"metrics -> '{t}' -> 'selection' -> 'calibration' ->> 'method') AS {t}_model"
+                        for t in ("purchase", "churn", "clv"))
+            + ", sha256 "
             "FROM model_versions ORDER BY tier, version DESC")
         with self.engine.connect() as conn:
             return pd.read_sql(sql, conn)

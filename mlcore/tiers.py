@@ -1,13 +1,15 @@
 """The Fast and Elite tiers: whole scikit-learn pipelines (features included), three targets each."""
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone, is_classifier
 from sklearn.compose import TransformedTargetRegressor
-from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor, VotingClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.feature_selection import SelectKBest, f_classif, f_regression
-from sklearn.linear_model import LogisticRegression, PoissonRegressor
+from sklearn.linear_model import GammaRegressor, LogisticRegression, PoissonRegressor
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import MaxAbsScaler, StandardScaler
 from sklearn.utils.validation import check_is_fitted
@@ -15,6 +17,8 @@ from sklearn.utils.validation import check_is_fitted
 from mlcore.exceptions import ConfigError
 from mlcore.features import ActivityStats, CoOccurrence, ConceptDiversity, ConceptTfidf, RecencyConcepts
 from mlcore.forest import CompiledForest
+from mlcore.params import check_param
+from mlcore.selection import GuardedRegressor, SelectedClassifier, SelectedRegressor, TwoPartRegressor, SelectedEstimator
 
 TIERS = ("fast", "elite")
 TARGETS = ("purchased", "churned", "lifetime_value")
@@ -30,6 +34,11 @@ class MultiTargetModel(BaseEstimator):
     When ``clv_given_purchase`` is true, ``clv`` is fitted only on rows with a purchase and the
     prediction is ``P(purchase) x E[value | purchase]`` (a two-part model, since the contract's
     lifetime_value is positive only in windows with a purchase).
+
+    ``fit``'s ``dates`` (each row's outcome date) reach the estimators that choose among candidates
+    (:mod:`mlcore.selection`); ``selection_`` then holds their choices per target. ``score`` is the
+    mean of the purchase AUC, the churn AUC and the CLV R2, so scikit-learn's model-selection
+    tools (``cross_val_score``, ``GridSearchCV``) work on a tier pipeline.
     """
 
     def __init__(self, purchase, churn, clv, clv_given_purchase: bool = False):
@@ -38,21 +47,39 @@ class MultiTargetModel(BaseEstimator):
         self.clv = clv
         self.clv_given_purchase = clv_given_purchase
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, dates=None):
         Y = np.asarray(y, dtype=float)
         if Y.ndim != 2 or Y.shape[1] != 3:
             raise ValueError(f"y must have the 3 columns {TARGETS}, got shape {Y.shape}.")
 
-        def weights(rows=slice(None)):
-            return {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight)[rows]}
-        self.purchase_ = clone(self.purchase).fit(X, Y[:, 0].astype(int), **weights())
-        self.churn_ = clone(self.churn).fit(X, Y[:, 1].astype(int), **weights())
+        def fit(est, rows, target):
+            kwargs = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight)[rows]}
+            if dates is not None and isinstance(est, SelectedEstimator):
+                kwargs["dates"] = np.asarray(dates)[rows]
+            return clone(est).fit(X[rows], target[rows], **kwargs)
+        every = np.arange(len(Y))
+        self.purchase_ = fit(self.purchase, every, Y[:, 0].astype(int))
+        self.churn_ = fit(self.churn, every, Y[:, 1].astype(int))
         if self.clv_given_purchase:
-            bought = np.flatnonzero((Y[:, 0] == 1) & (Y[:, 2] > 0))
-            self.clv_ = clone(self.clv).fit(X[bought], Y[bought, 2], **weights(bought))
+            self.clv_ = fit(self.clv, np.flatnonzero((Y[:, 0] == 1) & (Y[:, 2] > 0)), Y[:, 2])
         else:
-            self.clv_ = clone(self.clv).fit(X, Y[:, 2], **weights())
+            self.clv_ = fit(self.clv, every, Y[:, 2])
         return self
+
+    @property
+    def selection_(self) -> dict:
+        """Each target's choice among its candidates (``purchase``, ``churn``, ``clv``), where one was made."""
+        check_is_fitted(self, "clv_")
+        return {target: est.selection_ for target, est in
+                (("purchase", self.purchase_), ("churn", self.churn_), ("clv", self.clv_))
+                if hasattr(est, "selection_")}
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """Mean of the purchase AUC, the churn AUC and the CLV R2 on ``X``."""
+        from mlcore.evaluation import evaluate, headline
+
+        values = headline(evaluate(np.asarray(y, dtype=float), self.predict(X), n_boot=1)).values()
+        return float(np.mean([v for v in values if v is not None]))
 
     def predict(self, X) -> np.ndarray:
         check_is_fitted(self, "clv_")
@@ -80,18 +107,23 @@ class _SelectedBoosting(BaseEstimator):
     validation included, goes through them. ``model_`` stays the scikit-learn estimator.
     """
 
-    def __init__(self, k_best: int = 200, loss: str | None = None, random_state: int = 0):
+    def __init__(self, k_best: int = 200, loss: str | None = None, max_iter: int = 250, random_state: int = 0):
         self.k_best = k_best
         self.loss = loss
+        self.max_iter = max_iter
         self.random_state = random_state
 
     def fit(self, X, y, sample_weight=None):
+        check_param(type(self).__name__, "k_best", self.k_best, numbers.Integral, 1)
+        check_param(type(self).__name__, "max_iter", self.max_iter, numbers.Integral, 1)
+        if self.loss is not None and not isinstance(self.loss, str):
+            raise ValueError(f"{type(self).__name__}: loss must be a scikit-learn loss name or None, got {self.loss!r}.")
         classify = is_classifier(self)
         score = f_classif if classify else f_regression
         self.selector_ = SelectKBest(score, k=min(self.k_best, X.shape[1])).fit(X, y)
         kwargs = {} if self.loss is None else {"loss": self.loss}
         model = (HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor)(
-            **_HGB, **kwargs, random_state=self.random_state)
+            **{**_HGB, "max_iter": self.max_iter}, **kwargs, random_state=self.random_state)
         self.model_ = model.fit(to_dense(self.selector_.transform(X)), y, sample_weight=sample_weight)
         try:
             self.forest_ = CompiledForest(self.model_)
@@ -127,26 +159,44 @@ class SelectedBoostingRegressor(RegressorMixin, _SelectedBoosting):
     pass
 
 
+def _glm(family, alpha: float):
+    """A regularised GLM on a unit-variance target (the penalty means the same at any currency scale),
+    its predictions kept within their training range."""
+    return GuardedRegressor(TransformedTargetRegressor(family(alpha=alpha, max_iter=1000),
+                                                       transformer=StandardScaler(with_mean=False)))
+
+
 def fast_pipeline(random_state: int = 0) -> Pipeline:
-    """Fast tier: concept TF-IDF + count statistics, one linear model per target."""
+    """Fast tier: concept TF-IDF, one recency-weighted concept block and activity statistics (note
+    recency included); per target, small linear models and a small boosted model, chosen on time."""
+    def classifier():
+        return SelectedClassifier([("logistic", LogisticRegression(C=1.0, max_iter=500)),
+                                   ("logistic_strong_penalty", LogisticRegression(C=0.1, max_iter=500))],
+                                  calibrate=True, random_state=random_state)
     return Pipeline([
-        ("features", FeatureUnion([("tfidf", ConceptTfidf()), ("stats", ActivityStats())])),
+        ("features", FeatureUnion([("tfidf", ConceptTfidf()), ("recency", RecencyConcepts(half_lives=(90,))),
+                                   ("stats", ActivityStats())])),
         ("scale", MaxAbsScaler()),
         ("model", MultiTargetModel(
-            purchase=LogisticRegression(C=1.0, max_iter=500),
-            churn=LogisticRegression(C=1.0, max_iter=500),
-            # The target is scaled to unit variance so the penalty means the same at any currency scale;
-            # alpha=0.01 measured best of 1e-4..1e-1 on 2k- and 50k-client worlds (R2 0.13 and 0.19).
-            clv=TransformedTargetRegressor(PoissonRegressor(alpha=0.01, max_iter=1000),
-                                           transformer=StandardScaler(with_mean=False)))),
+            purchase=classifier(),
+            churn=classifier(),
+            clv=SelectedRegressor([
+                ("poisson_glm", _glm(PoissonRegressor, 0.01)),
+                ("poisson_glm_strong_penalty", _glm(PoissonRegressor, 0.1)),
+                ("two_part_glm", TwoPartRegressor(LogisticRegression(C=1.0, max_iter=500), _glm(GammaRegressor, 0.01))),
+                ("poisson_boosting_small", SelectedBoostingRegressor(50, loss="poisson", max_iter=100,
+                                                                     random_state=random_state)),
+            ], random_state=random_state))),
     ])
 
 
 def elite_pipeline(random_state: int = 0, k_best: int = 200) -> Pipeline:
-    """Elite tier: recency-weighted concepts, co-occurrence, diversity and activity; soft-voting ensembles."""
+    """Elite tier: recency-weighted concepts, co-occurrence, diversity and activity; per target, boosting,
+    a linear model and their soft vote (classifiers) or three CLV families, chosen on time."""
     def classifier():
-        return VotingClassifier([("hgb", SelectedBoostingClassifier(k_best, random_state=random_state)),
-                                 ("logit", LogisticRegression(C=0.5, max_iter=500))], voting="soft")
+        return SelectedClassifier([("boosting", SelectedBoostingClassifier(k_best, random_state=random_state)),
+                                   ("logistic", LogisticRegression(C=0.5, max_iter=500))],
+                                  blend=True, calibrate=True, random_state=random_state)
     return Pipeline([
         ("features", FeatureUnion([
             ("recency", RecencyConcepts(half_lives=(30, 120, None))), ("stats", ActivityStats()),
@@ -156,10 +206,25 @@ def elite_pipeline(random_state: int = 0, k_best: int = 200) -> Pipeline:
         ("model", MultiTargetModel(
             purchase=classifier(),
             churn=classifier(),
-            # A Gamma GLM beside it extrapolated to absurd values (R2 -4 on the holdout): boosting alone.
-            clv=SelectedBoostingRegressor(k_best, loss="gamma", random_state=random_state),
-            clv_given_purchase=True)),
+            clv=SelectedRegressor([
+                # the value is zero in most windows and skewed when positive: P(any) x E[value | any]
+                ("two_part_boosting", TwoPartRegressor(
+                    SelectedBoostingClassifier(k_best, random_state=random_state),
+                    SelectedBoostingRegressor(k_best, loss="gamma", random_state=random_state))),
+                ("poisson_boosting", SelectedBoostingRegressor(k_best, loss="poisson", random_state=random_state)),
+                ("poisson_glm", _glm(PoissonRegressor, 0.01)),
+            ], random_state=random_state))),
     ])
+
+
+def set_selection_window(pipeline: Pipeline, valid_days: int, embargo_days: int) -> Pipeline:
+    """Have each target's choice among candidates made on its newest ``valid_days`` of training rows,
+    fitted on rows ``embargo_days`` older (the holdout's own split, inside the training rows)."""
+    model = pipeline[-1]
+    for est in (getattr(model, name, None) for name in ("purchase", "churn", "clv")):
+        if isinstance(est, SelectedEstimator):
+            est.set_params(valid_days=valid_days, embargo_days=embargo_days)
+    return pipeline
 
 
 def make_pipeline_for(tier: str, random_state: int = 0) -> Pipeline:

@@ -28,7 +28,7 @@ from mlcore.features import History, build_history
 from mlcore.history_io import outcome_clients, read_notes, read_outcomes
 from mlcore.progress import Progress
 from mlcore.registry import ModelVersion, Registry
-from mlcore.tiers import TARGETS, make_pipeline_for
+from mlcore.tiers import TARGETS, make_pipeline_for, set_selection_window
 
 log = logging.getLogger(__name__)
 REASONS = ("schedule", "drift", "manual")
@@ -152,9 +152,12 @@ def _train(engine, settings, tier, as_of, reason, random_state, since, bar) -> T
         recent = (ts.dates.iloc[train] >= pd.Timestamp(since)).to_numpy()
         weights = np.where(recent, settings.drift_recent_weight, 1.0)
     pipeline = make_pipeline_for(tier, random_state)
+    # The candidates of each target are chosen inside the training rows, split like the holdout.
+    set_selection_window(pipeline, settings.valid_days, settings.embargo)
     bar.step(2, f"fitting on {len(train):,} rows", always=True)
     started = time.perf_counter()
-    pipeline.fit(ts.history.take(train), ts.y[train], model__sample_weight=weights)
+    pipeline.fit(ts.history.take(train), ts.y[train], model__sample_weight=weights,
+                 model__dates=ts.dates.iloc[train].to_numpy())
     fit_seconds = time.perf_counter() - started
     bar.step(3, f"validating on {len(valid):,} rows, then the promotion gate", always=True)
     hold = ts.history.take(valid)
@@ -162,6 +165,8 @@ def _train(engine, settings, tier, as_of, reason, random_state, since, bar) -> T
     metrics = evaluate(ts.y[valid], pred, reference=ts.y[train], n_boot=settings.n_bootstrap,
                        random_state=random_state)
     add_monitoring_reference(metrics, ts.y[valid], pred)
+    for target, choice in getattr(pipeline[-1], "selection_", {}).items():
+        metrics[target]["selection"] = choice
     log.info("%s trained on %d rows in %.1fs; holdout %s", tier, len(train), fit_seconds, headline(metrics))
 
     registry = Registry(engine, settings.model_store)

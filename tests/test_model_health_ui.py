@@ -117,8 +117,12 @@ def _facts(engine) -> dict:
         scores = q("SELECT count(*) AS n FROM predictions WHERE tier = 'elite' "
                    "AND scored_for = (SELECT max(scored_for) FROM predictions WHERE tier = 'elite')")
         alerts = q("SELECT count(*) AS n FROM alerts")
+        choices = q("SELECT count(*) AS n, string_agg(CASE WHEN c = s ->> 'chosen' THEN c END, ',') AS chosen FROM "
+                    "(SELECT metrics -> t -> 'selection' AS s FROM model_versions, unnest(ARRAY['purchase', 'churn', "
+                    "'clv']) t WHERE tier = 'elite' AND status = 'champion') x, jsonb_object_keys(s -> 'candidates') c")
     return {"version": champion.version, "auc": champion.auc, "live_auc": latest.auc, "checks": checks.n,
-            "scores": scores.n, "alerts": alerts.n}
+            "scores": scores.n, "alerts": alerts.n, "choices": choices.n,
+            "chosen": sorted((choices.chosen or "").split(",")) if choices.chosen else []}
 
 
 def test_anonymous_and_forged_requests_are_refused(airflow_ui):
@@ -139,6 +143,9 @@ def test_the_json_api_shows_the_database(airflow_ui):
     assert len(elite["live"]) == facts["checks"] and elite["scores"]["n"] == facts["scores"]
     assert sum(elite["scores"]["purchase_likelihood"]) == facts["scores"]
     assert len(data["alerts"]) == facts["alerts"]
+    shown = [(name, s["chosen"]) for t in ("purchase", "churn", "clv")
+             for s in [elite["champion"]["metrics"][t]["selection"]] for name in s.get("candidates", {})]
+    assert len(shown) == facts["choices"] and sorted(c for n, c in shown if n == c) == facts["chosen"]
 
 
 def test_logged_in_user_opens_the_view_from_the_navigation(airflow_ui):
@@ -170,6 +177,8 @@ def test_logged_in_user_opens_the_view_from_the_navigation(airflow_ui):
             assert int(text("scores-n-elite").replace(",", "")) == facts["scores"]
             assert frame.get_by_test_id("alerts").locator("tr").count() == facts["alerts"] + 1   # + header
             assert frame.get_by_test_id("auc-chart-elite").locator("polyline").count() >= 2
+            if facts["choices"]:     # one row per candidate of each target, + header
+                assert frame.get_by_test_id("model-choice-elite").locator("tr").count() == facts["choices"] + 1
         finally:
             browser.close()
     assert shot.stat().st_size > 20_000

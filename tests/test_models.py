@@ -19,7 +19,8 @@ from mlcore.history_io import history_as_of, outcome_clients, read_outcomes
 from mlcore.ingest import ingest_file
 from mlcore.registry import Registry
 from mlcore.scoring import score
-from mlcore.tiers import MultiTargetModel
+from mlcore.tiers import (MultiTargetModel, SelectedBoostingClassifier, SelectedBoostingRegressor,
+                          _SelectedBoosting)
 from mlcore.training import train_tier
 
 
@@ -222,6 +223,14 @@ def test_training_on_a_client_sample_uses_only_those_clients(trained):
     assert 0 < res.n_train < results["fast"].n_train * 0.75
 
 
+def _boosting_in(est):
+    """Every boosted model inside a fitted estimator (selected candidates, two-part parts)."""
+    if isinstance(est, _SelectedBoosting):
+        return [est]
+    inner = [*getattr(est, "estimators_", []), getattr(est, "classifier_", None), getattr(est, "regressor_", None)]
+    return [b for e in inner if e is not None for b in _boosting_in(e)]
+
+
 def test_elite_boosting_predicts_through_compiled_trees_exactly_as_scikit_learn(trained):
     """The registry's Elite artifact predicts with its compiled trees; the outputs equal scikit-learn's."""
     engine, settings, last, _ = trained
@@ -230,19 +239,28 @@ def test_elite_boosting_predicts_through_compiled_trees_exactly_as_scikit_learn(
     ids = scoring.clients_with_notes(engine, last)
     X = pipeline[:-1].transform(history_as_of(engine, ids, last))
     model = pipeline.named_steps["model"]
-    boosting = [model.purchase_.estimators_[0], model.churn_.estimators_[0]]
-    for est in boosting:
+    in_artifact = [b for part in (model.purchase_, model.churn_, model.clv_) for b in _boosting_in(part)]
+    # Boosted models of each kind the Elite candidates use, fitted here, whatever the artifact chose.
+    y = (np.arange(X.shape[0]) % 3 == 0).astype(int)
+    value = 100.0 + np.arange(X.shape[0]) % 7
+    fitted = [SelectedBoostingClassifier(50).fit(X, y), SelectedBoostingRegressor(50, loss="gamma").fit(X, value),
+              SelectedBoostingRegressor(50, loss="poisson").fit(X, value * y)]
+    for est in in_artifact + fitted:
         assert est.forest_ is not None
-        np.testing.assert_allclose(est.predict_proba(X), est.model_.predict_proba(est._dense(X)), rtol=0, atol=1e-12)
-    np.testing.assert_allclose(model.clv_.predict(X), model.clv_.model_.predict(model.clv_._dense(X)), rtol=1e-12)
+        if hasattr(est, "predict_proba"):
+            np.testing.assert_allclose(est.predict_proba(X), est.model_.predict_proba(est._dense(X)), rtol=0,
+                                       atol=1e-12)
+        else:
+            np.testing.assert_allclose(est.predict(X), est.model_.predict(est._dense(X)), rtol=1e-12)
     # Missing values follow each split's learnt side; rows split over two threads give the same sums.
-    base = model.clv_._dense(X)
+    reg = fitted[1]
+    base = reg._dense(X)
     dense = np.resize(base, (10_000, base.shape[1]))                # rows repeated
-    dense[::3, model.clv_.forest_.feature[0]] = np.nan
-    np.testing.assert_allclose(model.clv_.forest_.raw(dense, n_threads=2),
-                               model.clv_.model_._raw_predict(dense).ravel(), rtol=1e-12)
+    dense[::3, reg.forest_.feature[0]] = np.nan
+    np.testing.assert_allclose(reg.forest_.raw(dense, n_threads=2), reg.model_._raw_predict(dense).ravel(),
+                               rtol=1e-12)
     before = pipeline.predict(history_as_of(engine, ids, last))
-    for est in (*boosting, model.clv_):              # an artifact pickled before compiled trees: scikit-learn predicts
+    for est in in_artifact:              # an artifact pickled before compiled trees: scikit-learn predicts
         del est.forest_
     np.testing.assert_allclose(pipeline.predict(history_as_of(engine, ids, last)), before, rtol=1e-9)
 

@@ -1,0 +1,342 @@
+"""Choosing a model family per target by a time-ordered validation inside the training window.
+
+:class:`SelectedClassifier` and :class:`SelectedRegressor` hold a few candidate estimators. ``fit``
+fits each on the older training rows, scores it on the newer ones by a proper scoring rule (log
+loss for probabilities, squared error for a mean), keeps the best and refits it on all the rows.
+A classifier may also be recalibrated (isotonic or sigmoid) when that lowers the log loss on rows
+its calibrator was not fitted on. Nothing outside the rows given to ``fit`` is seen: the caller's
+holdout stays a holdout. What was chosen, and why, is in ``selection_``.
+
+Example:
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> clf = SelectedClassifier([("c1", LogisticRegression(C=1.0)), ("c0.1", LogisticRegression(C=0.1))])
+    >>> clf.fit(X, y, dates=dates).selection_["chosen"]  # doctest: +SKIP
+    'c1'
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils.validation import check_is_fitted
+
+from mlcore.evaluation import CLASSIFIER_METRICS, REGRESSOR_METRICS, bootstrap, calibration
+from mlcore.params import check_param
+
+MIN_FIT_ROWS = 200
+MIN_CHOICE_ROWS = 100
+EPS = 1e-6
+
+
+def _log_loss(y, p):
+    p = np.clip(p, EPS, 1 - EPS)
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p)).mean(axis=1)
+
+
+def _squared_error(y, p):
+    return ((y - p) ** 2).mean(axis=1)
+
+
+def time_order_split(n: int, dates=None, valid_days: int = 60, embargo_days: int = 90,
+                     valid_fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the older rows to fit on and of the newer rows to choose with (those in date order).
+
+    With ``dates`` (each row's outcome date) the newest ``valid_days`` choose, and the rows fitted on
+    are at least ``embargo_days`` older than those (no label they learn from was observed after a
+    choosing row's features were built). Without dates the rows are taken to be in time order and
+    the last ``valid_fraction`` of them choose.
+    """
+    if dates is None:
+        cut = int(round(n * (1 - valid_fraction)))
+        return np.arange(cut), np.arange(cut, n)
+    d = pd.to_datetime(pd.Series(np.asarray(dates))).to_numpy()
+    if len(d) != n:
+        raise ValueError(f"dates has {len(d)} rows, X has {n}.")
+    start = d.max() - np.timedelta64(valid_days, "D")
+    newer = np.flatnonzero(d > start)
+    return np.flatnonzero(d <= start - np.timedelta64(embargo_days, "D")), newer[np.argsort(d[newer], kind="stable")]
+
+
+class SelectedEstimator(BaseEstimator):
+    """Shared by :class:`SelectedClassifier` and :class:`SelectedRegressor`."""
+
+    _score_name = ""
+
+    def __init__(self, candidates, blend: bool = False, calibrate: bool = False, valid_days: int = 60,
+                 embargo_days: int = 90, valid_fraction: float = 0.2, n_boot: int = 100, random_state: int = 0):
+        self.candidates = candidates
+        self.blend = blend
+        self.calibrate = calibrate
+        self.valid_days = valid_days
+        self.embargo_days = embargo_days
+        self.valid_fraction = valid_fraction
+        self.n_boot = n_boot
+        self.random_state = random_state
+
+    def _check_params(self) -> None:
+        names = [c[0] for c in self.candidates] if isinstance(self.candidates, (list, tuple)) else []
+        if (not names or any(not isinstance(c, tuple) or len(c) != 2 or not isinstance(c[0], str)
+                             or not hasattr(c[1], "fit") for c in self.candidates)):
+            raise ValueError("candidates must be a non-empty list of (name, estimator) pairs, got "
+                             f"{self.candidates!r}.")
+        if len(set(names)) != len(names) or "blend" in names:
+            raise ValueError(f"candidate names must be distinct and not 'blend', got {names}.")
+        check_param(type(self).__name__, "valid_days", self.valid_days, numbers.Integral, 1)
+        check_param(type(self).__name__, "embargo_days", self.embargo_days, numbers.Integral, 0)
+        check_param(type(self).__name__, "valid_fraction", self.valid_fraction, numbers.Real, 0.01, 0.9)
+        check_param(type(self).__name__, "n_boot", self.n_boot, numbers.Integral, 1)
+
+    # --- what the subclasses define
+    def _predict_one(self, est, X) -> np.ndarray:
+        raise NotImplementedError
+
+    def _too_few(self, y, fit, valid) -> str | None:
+        if len(fit) < MIN_FIT_ROWS or len(valid) < MIN_CHOICE_ROWS:
+            return (f"{len(fit)} rows to fit on and {len(valid)} to choose with (need {MIN_FIT_ROWS} and "
+                    f"{MIN_CHOICE_ROWS})")
+        return None
+
+    def fit(self, X, y, sample_weight=None, dates=None):
+        """Choose on the newer rows, then refit the choice on all rows; ``dates``: each row's outcome date."""
+        self._check_params()
+        y = np.asarray(y)
+        self._prepare(y)
+        fit, valid = time_order_split(len(y), dates, self.valid_days, self.embargo_days, self.valid_fraction)
+        record = {"scoring": self._score_name, "n_fit": int(len(fit)), "n_choose": int(len(valid)),
+                  "default": self.candidates[0][0]}
+        if dates is not None and len(valid):
+            d = pd.to_datetime(pd.Series(np.asarray(dates)))
+            record["choose_window"] = [str(d.iloc[valid].min().date()), str(d.iloc[valid].max().date())]
+        names = [name for name, _ in self.candidates]
+        why_not = self._too_few(y, fit, valid)
+        chosen, method = names[0], None
+        if why_not is None and (len(names) > 1 or self.blend or self.calibrate):
+            chosen, method, scores = self._choose(X, y, sample_weight, fit, valid, dates, record)
+            record["candidates"] = scores
+            record["why"] = (f"lowest {self._score_name} on the newest {len(valid):,} training rows, "
+                             f"fitted on {len(fit):,} older ones")
+        else:
+            record["why"] = ("only one candidate" if why_not is None else
+                             f"kept the default: {why_not}")
+        members = [m for m in names if m not in record.get("failed", {})] if chosen == "blend" else [chosen]
+        weights = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight)}
+        self.estimators_ = [clone(dict(self.candidates)[m]).fit(X, y, **weights) for m in members]
+        self.calibrator_ = self._fit_calibrator(method) if method else None
+        record["chosen"] = chosen
+        self.selection_ = record
+        return self
+
+    def _choose(self, X, y, sample_weight, fit, valid, dates, record):
+        weights = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight)[fit]}
+        yv = self._numeric(y[valid])
+        preds, failed = {}, {}
+        for name, est in self.candidates:
+            try:
+                preds[name] = self._predict_one(clone(est).fit(X[fit], y[fit], **weights), X[valid])
+            except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:   # e.g. no positive value
+                failed[name] = f"{type(exc).__name__}: {exc}"[:300]
+        if not preds:
+            raise ValueError(f"every candidate failed to fit: {failed}")
+        if failed:
+            record["failed"] = failed
+        if self.blend and len(preds) > 1:
+            preds["blend"] = np.mean(list(preds.values()), axis=0)
+        metrics = {self._score_name: self._metric, **self._also}
+        scores = {name: bootstrap(metrics, yv, p, self.n_boot, self.random_state) for name, p in preds.items()}
+        baseline = np.full(len(yv), self._numeric(y[fit]).mean())
+        record["baseline"] = {k: round(float(fn(yv[None], baseline[None])[0]), 6) for k, fn in metrics.items()
+                              if k != "auc"}
+        chosen = min(scores, key=lambda name: (scores[name][self._score_name]["value"], list(scores).index(name)))
+        method = self._choose_calibration(yv, preds[chosen], record) if self.calibrate else None
+        return chosen, method, scores
+
+    def _numeric(self, y) -> np.ndarray:
+        return np.asarray(y, dtype=float)
+
+    def _choose_calibration(self, yv, pv, record):
+        return None
+
+    def _fit_calibrator(self, method):
+        return None
+
+
+class SelectedClassifier(ClassifierMixin, SelectedEstimator):
+    """The candidate classifier (or the mean of all: ``blend``) with the lowest log loss on the newer rows.
+
+    With ``calibrate``, the chosen one's scores on the newer rows are split in time: isotonic and
+    sigmoid maps are fitted on the older half and kept when they lower the log loss of the newer
+    half; the kept map is then refitted on all the newer rows' scores and applied to the refitted
+    model's. Binary targets only.
+    """
+
+    _score_name = "log_loss"
+    _metric = staticmethod(_log_loss)
+    _also = {"auc": CLASSIFIER_METRICS["auc"]}
+
+    def _numeric(self, y):
+        return (np.asarray(y) == self.classes_[1]).astype(float)
+
+    def _prepare(self, y):
+        self.classes_ = np.unique(y)
+        if len(self.classes_) != 2:
+            raise ValueError(f"SelectedClassifier needs two classes, got {self.classes_.tolist()}.")
+
+    def _too_few(self, y, fit, valid):
+        why = super()._too_few(y, fit, valid)
+        if why is None and (len(np.unique(y[fit])) < 2 or len(np.unique(y[valid])) < 2):
+            why = "one class only in the rows to fit on or to choose with"
+        return why
+
+    def _predict_one(self, est, X):
+        return est.predict_proba(X)[:, 1]
+
+    def _choose_calibration(self, yv, pv, record):
+        half = len(yv) // 2           # the choosing rows are in date order
+        a, b = slice(0, half), slice(half, None)
+        row_loss = lambda p: _log_loss(yv[b][:, None], np.asarray(p)[:, None])  # noqa: E731  (per row)
+        raw = row_loss(pv[b])
+        losses, gains = {"none": float(raw.mean())}, {}
+        for method in ("isotonic", "sigmoid"):
+            cal = _calibrator(method).fit(_cal_input(method, pv[a]), yv[a])
+            loss = row_loss(_cal_output(cal, method, pv[b]))
+            losses[method] = float(loss.mean())
+            d = raw - loss            # paired: the same rows, so the gain's interval is narrow
+            gains[method] = (float(d.mean()), float(d.mean() - 1.959964 * d.std(ddof=1) / np.sqrt(len(d))))
+        best = max(gains, key=lambda m: gains[m][0])
+        keep = gains[best][1] > 0
+        self._cal_data = (pv, yv)
+        record["calibration"] = {"log_loss_on_later_half": {k: round(v, 6) for k, v in losses.items()},
+                                 "ece_raw": calibration(yv[b], pv[b])["ece"],
+                                 "method": best if keep else None,
+                                 "why": (f"{best} lowers the log loss of the later half of the choosing rows by "
+                                         f"{gains[best][0]:.4f} (95% lower bound {gains[best][1]:.4f} > 0), fitted "
+                                         "on the earlier half" if keep else
+                                         "no map lowers the log loss of the later half of the choosing rows "
+                                         "significantly: scores kept as they are")}
+        return best if keep else None
+
+    def _fit_calibrator(self, method):
+        pv, y01 = self._cal_data
+        del self._cal_data
+        return method, _calibrator(method).fit(_cal_input(method, pv), y01)
+
+    def predict_proba(self, X):
+        check_is_fitted(self, "estimators_")
+        p = np.mean([est.predict_proba(X)[:, 1] for est in self.estimators_], axis=0)
+        if self.calibrator_ is not None:
+            method, cal = self.calibrator_
+            p = _cal_output(cal, method, p)
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X):
+        return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
+
+
+def _calibrator(method):
+    if method == "isotonic":
+        return IsotonicRegression(y_min=EPS, y_max=1 - EPS, out_of_bounds="clip")
+    return LogisticRegression(C=1e4)
+
+
+def _cal_input(method, p):
+    p = np.clip(p, EPS, 1 - EPS)
+    return p if method == "isotonic" else np.log(p / (1 - p))[:, None]
+
+
+def _cal_output(cal, method, p):
+    return cal.predict(_cal_input(method, p)) if method == "isotonic" else cal.predict_proba(_cal_input(method, p))[:, 1]
+
+
+class SelectedRegressor(RegressorMixin, SelectedEstimator):
+    """The candidate regressor (or the mean of all: ``blend``) with the lowest squared error on the newer rows.
+
+    Squared error is the proper scoring rule for a mean; predictions are clipped at zero (values
+    are non-negative) before they are scored, as they are when served.
+    """
+
+    _score_name = "squared_error"
+    _metric = staticmethod(_squared_error)
+    _also = {"r2": REGRESSOR_METRICS["r2"]}
+
+    def _prepare(self, y):
+        if not np.all(np.isfinite(np.asarray(y, dtype=float))):
+            raise ValueError("SelectedRegressor: y has missing or infinite values.")
+
+    def _predict_one(self, est, X):
+        return np.clip(est.predict(X), 0.0, None)
+
+    def predict(self, X):
+        check_is_fitted(self, "estimators_")
+        return np.mean([np.clip(est.predict(X), 0.0, None) for est in self.estimators_], axis=0)
+
+
+class TwoPartRegressor(RegressorMixin, BaseEstimator):
+    """``P(y > 0) x E[y | y > 0]``: a classifier for whether there is any value, a regressor for how much.
+
+    Suits a value that is zero in most windows (no purchase) and skewed when positive.
+    """
+
+    def __init__(self, classifier, regressor):
+        self.classifier = classifier
+        self.regressor = regressor
+
+    def fit(self, X, y, sample_weight=None):
+        y = np.asarray(y, dtype=float)
+        positive = y > 0
+        if positive.all() or not positive.any():
+            raise ValueError("TwoPartRegressor needs rows with y > 0 and rows with y = 0.")
+        w = None if sample_weight is None else np.asarray(sample_weight)
+        self.classifier_ = clone(self.classifier).fit(X, positive.astype(int),
+                                                      **({} if w is None else {"sample_weight": w}))
+        rows = np.flatnonzero(positive)
+        self.regressor_ = clone(self.regressor).fit(X[rows], y[rows],
+                                                    **({} if w is None else {"sample_weight": w[rows]}))
+        return self
+
+    def predict(self, X):
+        check_is_fitted(self, "regressor_")
+        return self.classifier_.predict_proba(X)[:, 1] * np.clip(self.regressor_.predict(X), 0.0, None)
+
+
+class GuardedRegressor(RegressorMixin, BaseEstimator):
+    """A regressor whose predictions are kept within the range of its predictions on its own training rows.
+
+    A generalised linear model with a log link extrapolates exponentially on inputs outside the
+    training range (a Gamma GLM once predicted values that gave R2 = -4); the guard bounds that.
+    """
+
+    def __init__(self, regressor):
+        self.regressor = regressor
+
+    def fit(self, X, y, sample_weight=None):
+        self.regressor_ = clone(self.regressor).fit(X, y, **({} if sample_weight is None
+                                                             else {"sample_weight": sample_weight}))
+        fitted = self.regressor_.predict(X)
+        self.range_ = (float(np.min(fitted)), float(np.max(fitted)))
+        return self
+
+    def predict(self, X):
+        check_is_fitted(self, "range_")
+        return np.clip(self.regressor_.predict(X), *self.range_)
+
+
+def selection_table(metrics: dict) -> pd.DataFrame:
+    """One row per (target, candidate) of a model version's ``metrics``: its score with interval,
+    the trivial baseline's, and whether it was chosen (and recalibrated)."""
+    rows = []
+    for target, entry in metrics.items():
+        choice = entry.get("selection") if isinstance(entry, dict) else None
+        if not choice or "candidates" not in choice:
+            continue
+        scoring, method = choice["scoring"], (choice.get("calibration") or {}).get("method")
+        for name, score in choice["candidates"].items():
+            s = score[scoring]
+            rows.append({"target": target, "candidate": name + ("*" if name == choice["chosen"] else ""),
+                         scoring: s["value"], "lo": s["lo"], "hi": s["hi"],
+                         "baseline": choice["baseline"][scoring],
+                         "calibrated": (method or "") if name == choice["chosen"] else ""})
+    return pd.DataFrame(rows)

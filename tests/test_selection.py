@@ -1,0 +1,168 @@
+"""Model choice per target by a time-ordered validation inside the training rows; scikit-learn tooling."""
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.dummy import DummyClassifier, DummyRegressor
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.model_selection import TimeSeriesSplit, cross_val_score
+
+from mlcore.evaluation import calibration
+from mlcore.features import CoOccurrence, ConceptTfidf, RecencyConcepts, build_history
+from mlcore.selection import (GuardedRegressor, SelectedClassifier, SelectedRegressor, TwoPartRegressor,
+                              selection_table, time_order_split)
+from mlcore.tiers import SelectedBoostingClassifier, make_pipeline_for
+
+
+def _days(n, start="2024-01-01", span=400):
+    return pd.Timestamp(start) + pd.to_timedelta(np.sort(np.random.default_rng(1).integers(0, span, n)), unit="D")
+
+
+def test_the_split_chooses_on_the_newest_days_and_fits_on_rows_an_embargo_older():
+    dates = _days(1000)
+    fit, choose = time_order_split(len(dates), dates, valid_days=60, embargo_days=90)
+    last = dates.max()
+    assert (dates[choose] > last - pd.Timedelta(days=60)).all()
+    assert (dates[fit] <= last - pd.Timedelta(days=150)).all()
+    assert len(set(fit) | set(choose)) + ((dates > last - pd.Timedelta(days=150)) & (dates <= last - pd.Timedelta(days=60))).sum() == 1000
+    assert (np.diff(dates[choose].to_numpy()) >= np.timedelta64(0)).all()      # in date order
+    # without dates: the rows are taken to be in time order
+    fit, choose = time_order_split(100, valid_fraction=0.2)
+    assert fit.tolist() == list(range(80)) and choose.tolist() == list(range(80, 100))
+
+
+def test_the_informative_candidate_is_chosen_whatever_its_place_and_every_score_is_recorded():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 4))
+    y = (rng.random(3000) < 1 / (1 + np.exp(-2 * X[:, 0]))).astype(int)
+    dates = _days(3000)
+    for order in ([0, 1], [1, 0]):
+        cands = [("prior", DummyClassifier(strategy="prior")), ("logistic", LogisticRegression())]
+        clf = SelectedClassifier([cands[i] for i in order]).fit(X, y, dates=dates)
+        s = clf.selection_
+        assert s["chosen"] == "logistic" and s["scoring"] == "log_loss"
+        for name in ("prior", "logistic"):
+            score = s["candidates"][name]["log_loss"]
+            assert score["lo"] <= score["value"] <= score["hi"]
+        assert s["candidates"]["prior"]["log_loss"]["value"] == pytest.approx(s["baseline"]["log_loss"], abs=0.01)
+        # the artifact is the chosen family refitted on every row
+        assert isinstance(clf.estimators_[0], LogisticRegression) and clf.estimators_[0].n_features_in_ == 4
+    table = selection_table({"purchase": {"selection": s}})
+    assert set(table["candidate"]) == {"logistic*", "prior"}
+
+
+def test_the_blend_is_a_candidate_and_a_failing_candidate_is_left_out():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 3))
+    y = np.abs(X[:, 0]) * 100 + rng.normal(0, 20, 3000).clip(0)
+    reg = SelectedRegressor([("linear", LinearRegression()), ("boosting", HistGradientBoostingRegressor(max_iter=50)),
+                             ("two_part", TwoPartRegressor(LogisticRegression(), LinearRegression()))],
+                            blend=True).fit(X, y, dates=_days(3000))
+    s = reg.selection_
+    assert "two_part" in s["failed"] and "y > 0" in s["failed"]["two_part"]     # every y is positive
+    assert set(s["candidates"]) == {"linear", "boosting", "blend"}
+    assert s["chosen"] in ("boosting", "blend")                                # |x| is not linear
+    assert s["candidates"]["boosting"]["r2"]["value"] > s["candidates"]["linear"]["r2"]["value"] + 0.3
+
+
+class _Overconfident(ClassifierMixin, BaseEstimator):
+    """Logistic regression whose probabilities are pushed towards 0 and 1 (badly calibrated)."""
+
+    def fit(self, X, y, sample_weight=None):
+        self.model_ = LogisticRegression().fit(X, y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict_proba(self, X):
+        z = self.model_.decision_function(X) * 4
+        p = 1 / (1 + np.exp(-z))
+        return np.column_stack([1 - p, p])
+
+
+def test_a_miscalibrated_classifier_is_recalibrated_and_its_calibration_error_falls_on_new_rows():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12000, 3))
+    y = (rng.random(12000) < 1 / (1 + np.exp(-X[:, 0]))).astype(int)
+    dates = _days(8000)
+    raw = SelectedClassifier([("overconfident", _Overconfident())]).fit(X[:8000], y[:8000], dates=dates)
+    cal = SelectedClassifier([("overconfident", _Overconfident())], calibrate=True).fit(X[:8000], y[:8000], dates=dates)
+    assert raw.calibrator_ is None and cal.selection_["calibration"]["method"] in ("isotonic", "sigmoid")
+    ece_raw = calibration(y[8000:], raw.predict_proba(X[8000:])[:, 1])["ece"]
+    ece_cal = calibration(y[8000:], cal.predict_proba(X[8000:])[:, 1])["ece"]
+    assert ece_cal < ece_raw / 2
+    # a calibrated logistic regression keeps its scores
+    good = SelectedClassifier([("logistic", LogisticRegression())], calibrate=True).fit(X[:8000], y[:8000], dates=dates)
+    assert good.selection_["calibration"]["method"] is None
+
+
+def test_too_few_rows_keep_the_default_and_say_why():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(150, 2)), rng.integers(0, 2, 150)
+    clf = SelectedClassifier([("logistic", LogisticRegression()), ("prior", DummyClassifier())]).fit(X, y)
+    assert clf.selection_["chosen"] == "logistic" and "kept the default" in clf.selection_["why"]
+    assert "candidates" not in clf.selection_
+
+
+def test_the_guard_keeps_a_regressor_within_its_training_range():
+    X = np.arange(100, dtype=float)[:, None]
+    reg = GuardedRegressor(LinearRegression()).fit(X, 2 * X[:, 0])
+    np.testing.assert_allclose(reg.predict(np.array([[1e6], [-1e6]])), [198.0, 0.0], atol=1e-9)
+    assert TwoPartRegressor(LogisticRegression(), DummyRegressor()).fit(X, (X[:, 0] > 50) * 10.0).predict(X).max() <= 10
+
+
+def _world(n=600, seed=0):
+    rng = np.random.default_rng(seed)
+    notes = pd.DataFrame({"note_id": [f"n{i}" for i in range(3 * n)], "client_id": [f"c{i % n}" for i in range(3 * n)],
+                          "date": pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.integers(0, 300, 3 * n), unit="D")})
+    concepts = pd.DataFrame({"note_id": np.repeat(notes["note_id"], 2).to_numpy(),
+                             "concept_id": rng.choice(["golf", "watches", "gift_birthday", "budget", "travel"], 6 * n),
+                             "confidence": rng.uniform(0.5, 1, 6 * n)})
+    samples = pd.DataFrame({"client_id": [f"c{i}" for i in range(n)],
+                            "as_of": pd.Timestamp("2025-06-01") + pd.to_timedelta(np.arange(n) % 120, unit="D")})
+    h = build_history(samples, notes, concepts)
+    golf = h.concepts.groupby("row")["concept_id"].apply(lambda c: (c == "golf").sum()).reindex(range(n), fill_value=0)
+    p = 1 / (1 + np.exp(-(golf.to_numpy() - 1.2)))
+    y = np.column_stack([rng.random(n) < p, rng.random(n) < 0.3, (rng.random(n) < p) * rng.gamma(2, 100, n)])
+    y[:, 0] = np.maximum(y[:, 0], y[:, 2] > 0)
+    return h, y.astype(float)
+
+
+@pytest.mark.parametrize("tier", ["fast", "elite"])
+def test_scikit_learn_tools_work_on_a_tier_pipeline(tier):
+    h, y = _world()
+    pipe = make_pipeline_for(tier)
+    twin = clone(pipe)
+    assert twin.get_params()["model__purchase__calibrate"] is True
+    twin.set_params(model__purchase__calibrate=False, model__clv__blend=True)
+    assert twin.get_params()["model__purchase__calibrate"] is False and pipe.get_params()["model__clv__blend"] is False
+    assert len(h[np.arange(10)]) == 10 and h[5:8].samples["client_id"].tolist() == ["c5", "c6", "c7"]
+    scores = cross_val_score(pipe, h, y, cv=TimeSeriesSplit(n_splits=3))
+    assert scores.shape == (3,) and np.isfinite(scores).all() and (scores > 0.3).all()
+
+
+@pytest.mark.parametrize("estimator, message", [
+    (ConceptTfidf(min_count=-3), "ConceptTfidf: min_count must be an integer >= 1, got -3"),
+    (RecencyConcepts(half_lives=(30, -1)), "RecencyConcepts: each of half_lives must be a number"),
+    (RecencyConcepts(half_lives=()), "half_lives must be a non-empty list"),
+    (CoOccurrence(n_pairs=0), "CoOccurrence: n_pairs must be an integer >= 1, got 0"),
+    (CoOccurrence(half_life=float("nan")), "CoOccurrence: half_life must be a number"),
+])
+def test_transformer_parameters_are_validated_with_clear_messages(estimator, message):
+    h, _ = _world(50)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        estimator.fit(h)
+
+
+@pytest.mark.parametrize("estimator, message", [
+    (SelectedClassifier([("a", LogisticRegression())], valid_days=0), "valid_days must be an integer >= 1"),
+    (SelectedClassifier([("a", LogisticRegression())], embargo_days=-1), "embargo_days must be an integer >= 0"),
+    (SelectedClassifier([]), "candidates must be a non-empty list"),
+    (SelectedClassifier([("a", LogisticRegression()), ("a", LogisticRegression())]), "must be distinct"),
+    (SelectedBoostingClassifier(k_best=0), "k_best must be an integer >= 1, got 0"),
+    (SelectedBoostingClassifier(max_iter=True), "max_iter must be an integer >= 1, got True"),
+])
+def test_model_parameters_are_validated_with_clear_messages(estimator, message):
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=message):
+        estimator.fit(rng.normal(size=(300, 3)), rng.integers(0, 2, 300))
