@@ -3,8 +3,9 @@
 :class:`SelectedClassifier` and :class:`SelectedRegressor` hold a few candidate estimators. ``fit``
 fits each on the older training rows, scores it on the newer ones by a proper scoring rule (log
 loss for probabilities, squared error for a mean), keeps the best and refits it on all the rows.
-A classifier may also be recalibrated (isotonic or sigmoid) when that lowers the log loss on rows
-its calibrator was not fitted on. Nothing outside the rows given to ``fit`` is seen: the caller's
+A classifier may instead be recalibrated (isotonic or sigmoid) when that lowers the log loss of
+rows its map was not fitted on: the model fitted on the older rows then serves, with the map
+fitted on its scores of the newer rows (never on rows the model learnt from). Nothing outside the rows given to ``fit`` is seen: the caller's
 holdout stays a holdout. What was chosen, and why, is in ``selection_``.
 
 Example:
@@ -123,9 +124,19 @@ class SelectedEstimator(BaseEstimator):
             record["why"] = ("only one candidate" if why_not is None else
                              f"kept the default: {why_not}")
         members = [m for m in names if m not in record.get("failed", {})] if chosen == "blend" else [chosen]
-        weights = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight)}
-        self.estimators_ = [clone(dict(self.candidates)[m]).fit(X, y, **weights) for m in members]
-        self.calibrator_ = self._fit_calibrator(method) if method else None
+        if method:
+            # The map was fitted on the scores of the models fitted on the older rows: those models
+            # serve with it (a refit on all rows would score differently from what the map learnt).
+            self.estimators_ = [self._inner[m] for m in members]
+            self.calibrator_ = self._fit_calibrator(method)
+            record["refit"] = False
+        else:
+            weights = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight)}
+            self.estimators_ = [clone(dict(self.candidates)[m]).fit(X, y, **weights) for m in members]
+            self.calibrator_ = None
+            record["refit"] = True
+        self.__dict__.pop("_inner", None)
+        self.__dict__.pop("_cal_data", None)
         record["chosen"] = chosen
         self.selection_ = record
         return self
@@ -134,9 +145,11 @@ class SelectedEstimator(BaseEstimator):
         weights = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight)[fit]}
         yv = self._numeric(y[valid])
         preds, failed = {}, {}
+        self._inner = {}
         for name, est in self.candidates:
             try:
-                preds[name] = self._predict_one(clone(est).fit(X[fit], y[fit], **weights), X[valid])
+                self._inner[name] = clone(est).fit(X[fit], y[fit], **weights)
+                preds[name] = self._predict_one(self._inner[name], X[valid])
             except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:   # e.g. no positive value
                 failed[name] = f"{type(exc).__name__}: {exc}"[:300]
         if not preds:
@@ -168,9 +181,10 @@ class SelectedClassifier(ClassifierMixin, SelectedEstimator):
     """The candidate classifier (or the mean of all: ``blend``) with the lowest log loss on the newer rows.
 
     With ``calibrate``, the chosen one's scores on the newer rows are split in time: isotonic and
-    sigmoid maps are fitted on the older half and kept when they lower the log loss of the newer
-    half; the kept map is then refitted on all the newer rows' scores and applied to the refitted
-    model's. Binary targets only.
+    sigmoid maps are fitted on the older half and one is kept when it lowers the log loss of the
+    newer half significantly (paired 95 % bound); it is then refitted on all the newer rows'
+    scores, and the model that made those scores (fitted on the older rows) serves with it.
+    Binary targets only.
     """
 
     _score_name = "log_loss"
@@ -221,7 +235,6 @@ class SelectedClassifier(ClassifierMixin, SelectedEstimator):
 
     def _fit_calibrator(self, method):
         pv, y01 = self._cal_data
-        del self._cal_data
         return method, _calibrator(method).fit(_cal_input(method, pv), y01)
 
     def predict_proba(self, X):

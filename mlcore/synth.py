@@ -34,6 +34,36 @@ _SPEND_SIGMA = 0.6        # log-normal noise of spend around its expectation
 
 
 @dataclasses.dataclass(frozen=True)
+class Structure:
+    """How outcomes depend on the notes in one kind of world (see :data:`KINDS`)."""
+
+    tau_days: float = _TAU_DAYS        # decay of concept evidence (inf: none)
+    recency: float = 1.0               # weight of note recency and of the recent-note count
+    evidence: float = 1.5              # weight of the linear concept evidence (purchase, churn)
+    thresholds: bool = False           # evidence counts only past thresholds (steps, not lines)
+    interaction: float = 0.9           # occasion x intent
+    wealth_interaction: float = 0.0    # lifestyle x occasion (purchase) and x recency (value)
+    value_apart: bool = False          # value driven by its own concepts and by activity
+    spend_sigma: float = _SPEND_SIGMA  # log-normal noise of spend (heavy tails when large)
+    spend_cap: float = 2.5             # upper clip of the log spend score
+    notes_scale: float = 1.0           # x notes_per_client
+    concepts_scale: float = 1.0        # x concepts_per_note
+
+
+#: Structurally different world types: each changes what drives the outcomes, not only the noise.
+KINDS = {
+    "baseline": Structure(),
+    "interactions": Structure(evidence=0.7, interaction=2.0, wealth_interaction=1.5),
+    "thresholds": Structure(thresholds=True, interaction=0.0),
+    "value_apart": Structure(value_apart=True, spend_sigma=1.1, spend_cap=3.5),
+    "sparse": Structure(notes_scale=0.4, concepts_scale=0.5),
+    "dense": Structure(notes_scale=3.0, concepts_scale=1.8),
+    "strong_recency": Structure(tau_days=20.0, recency=2.5),
+    "no_recency": Structure(tau_days=float("inf"), recency=0.0),
+}
+
+
+@dataclasses.dataclass(frozen=True)
 class WorldSpec:
     """Parameters of a synthetic world.
 
@@ -52,6 +82,7 @@ class WorldSpec:
             extractor that finds less); None keeps ``concepts_per_note``.
         outcome_gap_days: Range of days between two logged outcomes of a client.
         chunk_clients: Clients generated per chunk (bounds memory).
+        kind: The world type, a key of :data:`KINDS` (``baseline``: the project's own world).
     """
 
     n_clients: int = 10_000
@@ -66,8 +97,15 @@ class WorldSpec:
     drift_concepts_per_note: float | None = None
     outcome_gap_days: tuple[int, int] = (60, 240)
     chunk_clients: int = 50_000
+    kind: str = "baseline"
+
+    @property
+    def structure(self) -> Structure:
+        return KINDS[self.kind]
 
     def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ConfigError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}.")
         if self.n_clients <= 0 or self.days <= 0:
             raise ConfigError(f"n_clients and days must be positive, got {self.n_clients} and {self.days}.")
         if self.days <= self.horizon_days:
@@ -93,10 +131,12 @@ class _Params:
     w_spend: np.ndarray
     gift_mask: np.ndarray         # concepts: gift occasions
     intent_mask: np.ndarray       # concepts: intents
+    lifestyle_mask: np.ndarray    # concepts: lifestyle
     alpha: dict                   # intercepts per (target, regime), calibrated on the first chunk
 
 
-def _draw_params(rng: np.random.Generator, tax: pd.DataFrame, flip_share: float) -> _Params:
+def _draw_params(rng: np.random.Generator, tax: pd.DataFrame, flip_share: float,
+                 structure: Structure = Structure()) -> _Params:
     n = len(tax)
     bucket = tax["bucket"].to_numpy()
     cid = tax["concept_id"].to_numpy().astype(str)
@@ -132,6 +172,12 @@ def _draw_params(rng: np.random.Generator, tax: pd.DataFrame, flip_share: float)
                           "occasion": (0.1, 0.1), "constraints": (-0.2, 0.1), "next_action": (0.0, 0.1),
                           "other": (0.0, 0.1)}, density=0.4)
     w_s = w_s + 0.5 * luxury
+    if structure.value_apart:
+        # value has its own drivers: tastes and the catch-all bucket, not lifestyle or luxury words
+        # (drawn from a separate stream, so the other weights stay those of the baseline world)
+        own = np.random.default_rng(rng.integers(2**32))
+        w_s = np.where(np.isin(bucket, ["preferences", "other"]), own.normal(0.0, 0.45, n), 0.0)
+        w_s *= own.random(n) < 0.5
 
     changed = rng.random(n) < flip_share
 
@@ -148,6 +194,7 @@ def _draw_params(rng: np.random.Generator, tax: pd.DataFrame, flip_share: float)
         w_spend=np.stack([w_s, drifted(w_s)]),
         gift_mask=np.char.startswith(cid, "gift_"),
         intent_mask=bucket == "intent",
+        lifestyle_mask=bucket == "lifestyle",
         alpha={},
     )
 
@@ -167,7 +214,7 @@ def _generate_chunk(spec: WorldSpec, params: _Params, tax: pd.DataFrame, first: 
     engagement = np.exp(0.6 * z[:, _ENGAGE] - 0.18)
     lapses = rng.random(n) < 1 / (1 + np.exp(1.2 + 1.2 * z[:, _LOYAL]))
     lapse_day = np.where(lapses, rng.uniform(0, spec.days, n), np.inf)
-    counts = rng.poisson(spec.notes_per_client * engagement * 1.25)
+    counts = rng.poisson(spec.notes_per_client * spec.structure.notes_scale * engagement * 1.25)
     note_client = np.repeat(np.arange(n), counts)
     note_day = rng.integers(0, spec.days, len(note_client))
     keep = (note_day < lapse_day[note_client]) | (rng.random(len(note_client)) < 0.15)
@@ -182,7 +229,7 @@ def _generate_chunk(spec: WorldSpec, params: _Params, tax: pd.DataFrame, first: 
     note_lang = np.where(rng.random(n_notes) < 0.9, client_lang[note_client], 0)
 
     # --- concepts: client-specific categorical over the taxonomy, per regime
-    k = 1 + rng.poisson(spec.concepts_per_note - 1, n_notes)
+    k = 1 + rng.poisson(max(spec.concepts_per_note * spec.structure.concepts_scale - 1, 0.05), n_notes)
     if spec.drift_day and spec.drift_concepts_per_note is not None:
         # its own stream, so a world without this option draws exactly what it always drew
         post = regime_of_note == 1
@@ -234,7 +281,7 @@ def _generate_chunk(spec: WorldSpec, params: _Params, tax: pd.DataFrame, first: 
 
     truth = _true_outcomes(spec, params, obs_client, obs_day, obs_regime, note_client, note_day,
                            slot_client, note_day[slot_note], concept, noise, C)
-    labels = _draw_labels(truth, rng)
+    labels = _draw_labels(truth, rng, spec.structure.spend_sigma)
 
     ids = _client_ids(first, n)
     start = np.datetime64(spec.start)
@@ -293,7 +340,8 @@ def _true_outcomes(spec, params, obs_client, obs_day, obs_regime, note_client, n
     real = ~noise
     ev = _pair(obs_client, as_of, slot_client[real], slot_day[real])
     obs_idx, row_idx, age = ev
-    decay = np.exp(-age / _TAU_DAYS)
+    st = spec.structure
+    decay = np.exp(-age / st.tau_days)
     evidence = sp.csr_matrix((decay, (obs_idx, concept[real][row_idx])), shape=(n_obs, C))
     evidence.sum_duplicates()
     evidence.data = np.minimum(evidence.data, 2.0)
@@ -307,10 +355,14 @@ def _true_outcomes(spec, params, obs_client, obs_day, obs_regime, note_client, n
     np.minimum.at(last_age, n_idx, n_age)
     recency = np.where(n_total > 0, np.minimum(last_age / 180.0, 3.0), 1.0)  # unknown, not lapsed
     has_notes = n_total > 0
+    # how many notes count: the recent ones where recency matters, all of them where it does not
+    frequency = np.log1p(n_recent) if st.recency > 0 else np.log1p(n_total)
 
     gift = np.asarray(evidence[:, params.gift_mask].sum(axis=1)).ravel()
     intent = np.asarray(evidence[:, params.intent_mask].sum(axis=1)).ravel()
+    lifestyle = np.asarray(evidence[:, params.lifestyle_mask].sum(axis=1)).ravel()
     interaction = (gift > 0.3) & (intent > 0.3)
+    wealthy_occasion = (lifestyle > 0.5) & (gift > 0.2)
 
     s_p = np.empty(n_obs)
     s_c = np.empty(n_obs)
@@ -319,10 +371,26 @@ def _true_outcomes(spec, params, obs_client, obs_day, obs_regime, note_client, n
         m = obs_regime == r
         if not m.any():
             continue
-        s_p[m] = 1.5 * (evidence[m] @ params.w_purchase[r]) + 0.8 * np.log1p(n_recent[m]) - 0.6 * recency[m] \
-            + 0.9 * interaction[m]
-        s_c[m] = 1.5 * (evidence[m] @ params.w_churn[r]) + 1.2 * recency[m] - 0.5 * np.log1p(n_total[m])
-        s_v[m] = ever[m] @ params.w_spend[r] + 0.25 * np.log1p(n_total[m])
+        if st.thresholds:
+            strong = evidence[m].copy()
+            strong.data = (strong.data > 0.5).astype(float)
+            e_p, e_c = strong @ params.w_purchase[r], strong @ params.w_churn[r]
+            s_p[m] = 1.4 * (e_p > 0.6) - 1.4 * (e_p < -0.6) + 0.9 * (n_recent[m] >= 2) - 1.0 * (recency[m] > 1.5)
+            s_c[m] = 1.6 * (e_c > 0.6) - 1.2 * (e_c < -0.6) + 1.5 * (recency[m] > 1.0) - 0.7 * (n_total[m] >= 3)
+        else:
+            s_p[m] = st.evidence * (evidence[m] @ params.w_purchase[r]) + 0.8 * st.recency * frequency[m] \
+                - 0.6 * st.recency * recency[m] + st.interaction * interaction[m]
+            s_c[m] = st.evidence * (evidence[m] @ params.w_churn[r]) + 1.2 * st.recency * recency[m] \
+                - 0.5 * np.log1p(n_total[m])
+        if st.wealth_interaction:
+            s_p[m] += st.wealth_interaction * wealthy_occasion[m]
+        if st.value_apart:
+            # value follows activity and its own concepts, and wealthy clients spend more when recent
+            s_v[m] = ever[m] @ params.w_spend[r] + 0.45 * np.log1p(n_total[m]) - 0.3 * recency[m]
+        else:
+            s_v[m] = ever[m] @ params.w_spend[r] + 0.25 * np.log1p(n_total[m])
+        if st.wealth_interaction:
+            s_v[m] += 0.6 * st.wealth_interaction * (lifestyle[m] > 0.5) * (recency[m] < 0.5)
     for name, score, target in (("purchase", s_p, 0.35), ("churn", s_c, 0.15)):
         for r in (0, 1):
             m = (obs_regime == r) & has_notes
@@ -335,7 +403,7 @@ def _true_outcomes(spec, params, obs_client, obs_day, obs_regime, note_client, n
     a_c = np.where(obs_regime == 1, alpha("churn", 1), alpha("churn", 0))
     p_purchase = _flip(1 / (1 + np.exp(-(a_p + s_p))))
     p_churn = _flip(1 / (1 + np.exp(-(a_c + s_c))))
-    spend = 1500.0 * np.exp(np.clip(s_v, -2.0, 2.5))
+    spend = 1500.0 * np.exp(np.clip(s_v, -2.0, st.spend_cap))
     return {"p_purchase": p_purchase, "p_churn": p_churn, "spend": spend,
             "expected_clv": p_purchase * spend, "has_notes": has_notes}
 
@@ -370,10 +438,10 @@ def _flip(p):
     return p * (1 - 2 * _LABEL_FLIP) + _LABEL_FLIP
 
 
-def _draw_labels(truth, rng):
+def _draw_labels(truth, rng, sigma: float = _SPEND_SIGMA):
     purchased = (rng.random(len(truth["p_purchase"])) < truth["p_purchase"]).astype(int)
     churned = (rng.random(len(truth["p_churn"])) < truth["p_churn"]).astype(int)
-    noise = rng.lognormal(-_SPEND_SIGMA**2 / 2, _SPEND_SIGMA, len(purchased))
+    noise = rng.lognormal(-sigma**2 / 2, sigma, len(purchased))
     return {"purchased": purchased, "churned": churned,
             "lifetime_value": purchased * truth["spend"] * noise}
 
@@ -388,7 +456,7 @@ def write_world(spec: WorldSpec, out: str | Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     tax = taxonomy()
     rng = np.random.default_rng(spec.seed)
-    params = _draw_params(rng, tax, spec.drift_flip_share)
+    params = _draw_params(rng, tax, spec.drift_flip_share, spec.structure)
     names = {"notes": "notes.csv", "concepts": "note_concepts.csv", "outcomes": "outcomes.csv",
              "truth": "truth.csv"}
     counts = dict.fromkeys(names, 0)

@@ -91,6 +91,10 @@ def test_a_miscalibrated_classifier_is_recalibrated_and_its_calibration_error_fa
     ece_raw = calibration(y[8000:], raw.predict_proba(X[8000:])[:, 1])["ece"]
     ece_cal = calibration(y[8000:], cal.predict_proba(X[8000:])[:, 1])["ece"]
     assert ece_cal < ece_raw / 2
+    # the model that serves with the map is the one whose scores it was fitted on (the older rows)
+    assert cal.selection_["refit"] is False
+    n_fit = cal.selection_["n_fit"]
+    assert n_fit < 8000 and cal.estimators_[0].model_.coef_.tolist() != raw.estimators_[0].model_.coef_.tolist()
     # a calibrated logistic regression keeps its scores
     good = SelectedClassifier([("logistic", LogisticRegression())], calibrate=True).fit(X[:8000], y[:8000], dates=dates)
     assert good.selection_["calibration"]["method"] is None

@@ -6,7 +6,7 @@ from sklearn.metrics import roc_auc_score
 
 from mlcore.exceptions import ConfigError
 from mlcore.ingest import read_contract_csv
-from mlcore.synth import WorldSpec, write_world
+from mlcore.synth import KINDS, WorldSpec, write_world
 from mlcore.taxonomy import BUCKETS, taxonomy
 
 
@@ -76,7 +76,7 @@ def test_drift_shifts_the_concept_mix(drift_world):
     assert psi > 0.1
 
 
-@pytest.mark.parametrize("kwargs", [{"n_clients": 0}, {"days": 50}, {"drift_day": 900}])
+@pytest.mark.parametrize("kwargs", [{"n_clients": 0}, {"days": 50}, {"drift_day": 900}, {"kind": "lunar"}])
 def test_bad_world_parameters_are_refused(kwargs):
     with pytest.raises(ConfigError):
         WorldSpec(**kwargs)
@@ -96,3 +96,47 @@ def test_a_covariate_drift_changes_what_the_notes_show_not_what_they_mean(tmp_pa
     mean_before = per_note.reindex(notes.loc[~after, "note_id"]).mean()
     mean_after = per_note.reindex(notes.loc[after, "note_id"]).mean()
     assert mean_before > 2.5 and mean_after < 1.8
+
+
+def _zoo_world(tmp_path_factory, kind):
+    out = tmp_path_factory.getbasetemp() / f"zoo-{kind}"
+    if not (out / "truth.csv").exists():
+        write_world(WorldSpec(n_clients=2500, days=730, seed=3, kind=kind), out)
+    frames = {n: pd.read_csv(out / f"{n}.csv", parse_dates=["date"] if n != "note_concepts" else None)
+              for n in ("notes", "note_concepts", "outcomes", "truth")}
+    return out, frames
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_every_world_kind_follows_the_contract_and_its_truth_is_informative(tmp_path_factory, kind):
+    out, f = _zoo_world(tmp_path_factory, kind)
+    for name, contract in (("notes", "notes"), ("note_concepts", "concepts"), ("outcomes", "outcomes")):
+        read_contract_csv(contract, (out / f"{name}.csv").read_bytes(), name)
+    t = f["truth"].merge(f["outcomes"], on=["client_id", "date"])
+    t = t[t["has_notes"]]
+    assert roc_auc_score(t["purchased"], t["p_purchase"]) > 0.65
+    assert roc_auc_score(t["churned"], t["p_churn"]) > 0.65
+    assert np.corrcoef(t["lifetime_value"], t["expected_clv"])[0, 1] ** 2 > 0.1
+
+
+def _recency_effect(f) -> float:
+    """Spearman correlation between days since the last note (as of date - 90) and the true churn risk."""
+    t = f["truth"][f["truth"]["has_notes"]].sort_values("date")
+    t = t.assign(as_of=t["date"] - pd.Timedelta(days=90))
+    notes = f["notes"].sort_values("date").rename(columns={"date": "note_date"})
+    last = pd.merge_asof(t, notes[["client_id", "note_date"]], left_on="as_of", right_on="note_date", by="client_id")
+    age = (last["as_of"] - last["note_date"]).dt.days
+    return float(pd.Series(age).corr(last["p_churn"], method="spearman"))
+
+
+def test_world_kinds_differ_in_what_drives_the_outcomes(tmp_path_factory):
+    f = {k: _zoo_world(tmp_path_factory, k)[1] for k in ("baseline", "strong_recency", "no_recency", "sparse",
+                                                          "dense", "value_apart")}
+    effect = {k: _recency_effect(f[k]) for k in ("baseline", "strong_recency", "no_recency")}
+    assert effect["strong_recency"] > effect["baseline"] + 0.05 and effect["baseline"] > effect["no_recency"] + 0.3
+    per_note = {k: len(f[k]["note_concepts"]) / len(f[k]["notes"]) for k in ("sparse", "baseline", "dense")}
+    notes = {k: len(f[k]["notes"]) for k in ("sparse", "baseline", "dense")}
+    assert per_note["sparse"] < per_note["baseline"] < per_note["dense"] and notes["sparse"] < notes["baseline"] < notes["dense"]
+    cv = {k: (lambda v: v.std() / v.mean())(f[k]["outcomes"].query("lifetime_value > 0")["lifetime_value"])
+          for k in ("baseline", "value_apart")}
+    assert cv["value_apart"] > 1.25 * cv["baseline"]                       # heavier tails (1.83 vs 1.30)
