@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_db)
 
     s = sub.add_parser("ingest", help="validate and load CSV files that follow the data contract")
-    s.add_argument("kind", choices=["notes", "concepts", "outcomes"])
+    s.add_argument("kind", choices=["notes", "concepts", "outcomes", "transactions"])
     s.add_argument("paths", nargs="+", type=Path)
     s.set_defaults(func=cmd_ingest)
 

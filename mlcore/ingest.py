@@ -1,4 +1,4 @@
-"""Load CSV files that follow the data contract into ``notes``, ``note_concepts`` and ``outcomes``.
+"""Load CSV files that follow the data contract into ``notes``, ``note_concepts``, ``outcomes`` and ``transactions``.
 
 A file is read in blocks, so a load runs in bounded memory whatever the file's size: pyarrow
 parses each block, it is validated column by column and COPYed into a temporary staging table.
@@ -42,6 +42,7 @@ progress_log = logging.getLogger("mlcore.progress")
 MAX_REPORTED = 5
 MAX_ID_LENGTH = 256            # ids longer than this are a broken export, not an identifier
 MAX_INT4 = 2**31 - 1           # span offsets are stored as integer
+MAX_MONEY = 1e12               # a transaction line larger than this is a unit or export error
 MAX_SHOWN = 60                 # characters of a found value quoted in a message
 BLOCK_BYTES = 2 << 20          # bytes parsed at a time (pyarrow reads about 8 blocks ahead): memory stays bounded
 MAX_LINE_BYTES = 1 << 20       # a longer line is not a row of the contract (ids are at most 256 characters)
@@ -113,6 +114,13 @@ SPECS = {
         Column("client_id", "id", True), Column("purchased", "flag", True), Column("churned", "flag", True),
         Column("lifetime_value", "amount", True), Column("date", "date", True)),
         key=("client_id", "date"), aliases={}),
+    "transactions": Spec("transactions", (
+        Column("client_id", "id", True), Column("date", "date", True), Column("amount", "money", True),
+        Column("transaction_id", "id", False), Column("store", "text", False), Column("category", "text", False),
+        Column("quantity", "quantity", False)),
+        key=("client_id", "transaction_id", "date", "amount", "store", "category", "quantity"),
+        aliases={"customer_id": "client_id", "value": "amount", "sales": "amount", "order_id": "transaction_id",
+                 "qty": "quantity"}),
 }
 KINDS = tuple(SPECS)
 
@@ -124,6 +132,8 @@ _EXPECTED = {
     "unit": "a number between 0 and 1",
     "flag": "0 or 1",
     "amount": "a finite number >= 0",
+    "money": f"a number at most {MAX_MONEY:g} in size (negative: a return)",
+    "quantity": f"a whole number other than 0, from -{MAX_INT4} to {MAX_INT4} (negative: a return)",
 }
 _LANG = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
 
@@ -415,6 +425,15 @@ def _convert(s: pa.Array, col: Column, first: int, problems: _Problems) -> pa.Ar
             bad = present & (not_number | ~finite | (num < 0))
             flag(bad, _EXPECTED[kind])
             return pa.array(num, mask=np.isnan(num))
+        if kind == "money":
+            bad = present & (not_number | ~finite | (np.abs(num) > MAX_MONEY))
+            flag(bad, _EXPECTED[kind])
+            return pa.array(num, mask=empty | bad)
+        if kind == "quantity":
+            bad = present & (not_number | ~finite | (num == 0) | (np.abs(num) > MAX_INT4) | (np.mod(num, 1) != 0))
+            flag(bad, _EXPECTED[kind])
+            missing = empty | bad
+            return pa.array(np.where(missing, 0, np.round(np.nan_to_num(num))).astype(np.int32), mask=missing)
     raise AssertionError(f"unknown column kind {kind}")
 
 
@@ -623,6 +642,8 @@ _KEY = {
     "concepts": ("{a}.note_id", "{a}.concept_id", "coalesce({a}.evidence_span_start, -1)",
                  "coalesce({a}.evidence_span_end, -1)"),
     "outcomes": ("{a}.client_id", "{a}.date"),
+    "transactions": ("{a}.client_id", "coalesce({a}.transaction_id, '')", "{a}.date", "{a}.amount",
+                     "coalesce({a}.store, '')", "coalesce({a}.category, '')", "coalesce({a}.quantity, 0)"),
 }
 
 
@@ -723,6 +744,7 @@ _CLIENTS = {
                 "s.client_id <> n.client_id)), bool_and(s.client_id IS NOT NULL) "
                 "FROM staging s LEFT JOIN notes n USING (note_id) GROUP BY n.client_id",
     "outcomes": "SELECT DISTINCT client_id, CAST(NULL AS date), false, true FROM staging",
+    "transactions": "SELECT DISTINCT client_id, CAST(NULL AS date), false, true FROM staging",
 }
 
 
@@ -760,6 +782,21 @@ _CHECKS = {
         "FROM staging s JOIN outcomes t USING (client_id, date) "
         "WHERE (t.purchased, t.churned, t.lifetime_value) IS DISTINCT FROM (s.purchased, s.churned, s.lifetime_value) "
         "ORDER BY s.row_no LIMIT 5"],
+    # a transaction_id names one transaction of its client: the same id with other values is a conflict,
+    # in the file itself or with what is loaded
+    "transactions": [
+        "SELECT s.row_no, 'transaction_id', 'one set of values per transaction_id of a client (row ' || o.row_no "
+        " || ' of the file has date ' || o.date || ', amount ' || o.amount || ')', s.transaction_id, "
+        " 'repeats a transaction_id of the file with other values' "
+        "FROM staging s JOIN staging o ON o.client_id = s.client_id AND o.transaction_id = s.transaction_id "
+        " AND o.row_no < s.row_no "
+        "WHERE (o.date, o.amount, o.store, o.category, o.quantity) IS DISTINCT FROM "
+        " (s.date, s.amount, s.store, s.category, s.quantity) ORDER BY s.row_no LIMIT 5",
+        "SELECT s.row_no, 'transaction_id', 'the values already loaded for it: date ' || t.date || ', amount ' "
+        " || t.amount, s.transaction_id, 'conflicts with a transaction already in the database' "
+        "FROM staging s JOIN transactions t ON t.client_id = s.client_id AND t.transaction_id = s.transaction_id "
+        "WHERE (t.date, t.amount, t.store, t.category, t.quantity) IS DISTINCT FROM "
+        " (s.date, s.amount, s.store, s.category, s.quantity) ORDER BY s.row_no LIMIT 5"],
 }
 
 

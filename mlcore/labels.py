@@ -1,0 +1,120 @@
+"""Outcome labels derived from what clients bought: the label policy.
+
+For an outcome date d and horizon H, from the transactions only (nothing else about the client):
+
+- ``purchased``: at least one purchase day in (d - H, d] (see :func:`mlcore.clv_baseline.purchase_days`);
+- ``lifetime_value``: the spend of those purchase days (returns netted per day, never below 0);
+- ``churned``: the client bought in the ``active_days`` before the window, (d - H - active_days, d - H],
+  and not in it — a lapse of an active client; a client who was not active cannot churn (0).
+
+Outcome dates lie on a grid of ``every_days`` ending at the newest fully observed day, one row per
+client already known as of d - H (a first purchase on or before it, or one of ``known`` — e.g.
+the first note), so every row has a history to predict from. An outcome log loaded explicitly
+takes precedence: on every date it covers, only its rows are used (:func:`combine`).
+
+Example:
+    >>> derive_outcomes(transactions, LabelPolicy(horizon_days=90), until=dt.date(1998, 6, 30))  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+from mlcore.clv_baseline import purchase_days
+from mlcore.exceptions import ConfigError
+
+COLUMNS = ["client_id", "date", "purchased", "churned", "lifetime_value"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelPolicy:
+    """How outcome rows are derived from transactions (see the module docstring)."""
+
+    horizon_days: int = 90
+    every_days: int = 30
+    active_days: int | None = None      # None: the horizon
+
+    def __post_init__(self):
+        for name in ("horizon_days", "every_days"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"LabelPolicy: {name} must be an integer >= 1, got {value!r}.")
+        if self.active_days is not None and (not isinstance(self.active_days, int) or self.active_days < 1):
+            raise ConfigError(f"LabelPolicy: active_days must be an integer >= 1 or None, got {self.active_days!r}.")
+
+    @property
+    def active(self) -> int:
+        return self.horizon_days if self.active_days is None else self.active_days
+
+
+def outcome_dates(first: dt.date, until: dt.date, policy: LabelPolicy) -> list[dt.date]:
+    """The grid: every ``every_days`` back from ``until``, the earliest at least H days after ``first``."""
+    out, d = [], pd.Timestamp(until)
+    while d - pd.Timedelta(days=policy.horizon_days) >= pd.Timestamp(first):
+        out.append(d.date())
+        d -= pd.Timedelta(days=policy.every_days)
+    return sorted(out)
+
+
+def derive_outcomes(transactions: pd.DataFrame, policy: LabelPolicy, until: dt.date | None = None,
+                    known: pd.Series | None = None) -> pd.DataFrame:
+    """Outcome rows (client_id, date, purchased, churned, lifetime_value) on the grid ending at ``until``.
+
+    ``until`` defaults to the newest transaction day (the newest day whose window is fully seen);
+    ``known``: optional first date per client (index client_id) from other inputs, e.g. notes.
+    """
+    days = purchase_days(transactions)
+    if days.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    until = pd.Timestamp(until if until is not None else pd.to_datetime(transactions["date"]).max()).normalize()
+    first = days.groupby("client_id")["date"].min()
+    if known is not None:
+        first = pd.concat([first, pd.to_datetime(pd.Series(known))]).groupby(level=0).min()
+    grid = pd.to_datetime(pd.Series(outcome_dates(first.min().date(), until.date(), policy)))
+    if grid.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    clients = pd.Index(first.index, name="client_id")
+    code = clients.get_indexer(days["client_id"])
+    day = (days["date"] - pd.Timestamp("1970-01-01")).dt.days.to_numpy(np.int64)
+    order = np.lexsort((day, code))
+    code, day, spend = code[order], day[order], days["amount"].to_numpy(float)[order]
+    span = int(day.max() + policy.horizon_days + policy.active + 2)
+    key = code.astype(np.int64) * span + day           # sorted: per client, then by day
+    cum = np.concatenate([[0.0], np.cumsum(spend)])
+
+    rows = []
+    first_day = ((first - pd.Timestamp("1970-01-01")).dt.days).to_numpy(np.int64)
+    for d in grid:
+        d_day = (d - pd.Timestamp("1970-01-01")).days
+        eligible = np.flatnonzero(first_day <= d_day - policy.horizon_days)
+        if not len(eligible):
+            continue
+        base = eligible.astype(np.int64) * span
+
+        def count(lo_excl, hi_incl):
+            lo = np.searchsorted(key, base + lo_excl, side="right")
+            hi = np.searchsorted(key, base + hi_incl, side="right")
+            return lo, hi
+        lo, hi = count(d_day - policy.horizon_days, d_day)
+        n_window = hi - lo
+        a_lo, a_hi = count(d_day - policy.horizon_days - policy.active, d_day - policy.horizon_days)
+        active = (a_hi - a_lo) > 0
+        rows.append(pd.DataFrame({
+            "client_id": clients[eligible], "date": d.date(),
+            "purchased": (n_window > 0).astype(np.int16),
+            "churned": (active & (n_window == 0)).astype(np.int16),
+            "lifetime_value": np.round(np.maximum(cum[hi] - cum[lo], 0.0), 2)}))
+    return pd.concat(rows, ignore_index=True)[COLUMNS] if rows else pd.DataFrame(columns=COLUMNS)
+
+
+def combine(explicit: pd.DataFrame, derived: pd.DataFrame) -> pd.DataFrame:
+    """The outcome rows to learn from: the explicit log's, and the derived ones on the dates it does not cover."""
+    if explicit.empty:
+        return derived.reset_index(drop=True)
+    covered = set(pd.to_datetime(explicit["date"]).dt.date)
+    keep = ~pd.to_datetime(derived["date"]).dt.date.isin(covered)
+    return (pd.concat([explicit[COLUMNS], derived.loc[keep, COLUMNS]], ignore_index=True)
+            .sort_values(["date", "client_id"], kind="stable").reset_index(drop=True))

@@ -1,0 +1,138 @@
+"""Transactions: the contract and its load, labels derived from them, the BG/NBD x Gamma-Gamma baseline on CDNOW."""
+import datetime as dt
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from mlcore.clv_baseline import fit_customer_base, predict_customer_base, purchase_days, rfm_summary
+from mlcore.datasets import CALIBRATION_END, write_cdnow
+from mlcore.exceptions import ConfigError, InputDataError
+from mlcore.ingest import ingest_file
+from mlcore.labels import LabelPolicy, combine, derive_outcomes
+
+GOOD = ("client_id,date,amount,transaction_id,store,category,quantity\n"
+        "c1,2025-01-02,120.50,t1,paris,leather,1\n"
+        "c1,2025-01-02,120.50,t2,paris,leather,1\n"       # the same item twice: two ids, two rows
+        "c1,2025-02-10,-120.50,t3,paris,leather,-1\n"     # a return
+        "c2,2025-03-01,990,,london,,\n"
+        "c2,2025-03-02,0,,london,gift wrap,1\n")          # a free item
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def rows(engine):
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT client_id, date::text, amount, transaction_id, quantity FROM transactions "
+                                    "ORDER BY client_id, date, transaction_id")).all()
+
+
+def test_transactions_load_once_with_returns_and_free_items(engine, tmp_path):
+    r = ingest_file(engine, "transactions", write(tmp_path, "t.csv", GOOD))
+    assert (r.rows_in_file, r.rows_inserted, r.clients) == (5, 5, ("c1", "c2"))
+    assert ingest_file(engine, "transactions", tmp_path / "t.csv").rows_inserted == 0
+    assert [tuple(x) for x in rows(engine)][:3] == [("c1", "2025-01-02", 120.5, "t1", 1), ("c1", "2025-01-02", 120.5, "t2", 1),
+                                                     ("c1", "2025-02-10", -120.5, "t3", -1)]
+    # column aliases of common exports
+    r = ingest_file(engine, "transactions", write(tmp_path, "a.csv", "customer_id,date,value,order_id,qty\nc3,2025-01-05,10,o1,2\n"))
+    assert r.rows_inserted == 1
+
+
+@pytest.mark.parametrize("name, text, expected", [
+    ("amount", "client_id,date,amount\nc1,2025-01-02,abc\n", ["row 2, column 'amount'", "found 'abc'"]),
+    ("huge", "client_id,date,amount\nc1,2025-01-02,1e20\n", ["at most 1e+12 in size"]),
+    ("quantity", "client_id,date,amount,quantity\nc1,2025-01-02,5,1.5\n", ["column 'quantity'", "a whole number other than 0"]),
+    ("zero quantity", "client_id,date,amount,quantity\nc1,2025-01-02,5,0\n", ["column 'quantity'"]),
+    ("date", "client_id,date,amount\nc1,2025-13-02,5\n", ["column 'date'"]),
+    ("missing", "client_id,amount\nc1,5\n", ["missing required column(s) date"]),
+    ("same id", "client_id,date,amount,transaction_id\nc1,2025-01-02,5,t1\nc1,2025-01-03,6,t1\n",
+     ["row 3, column 'transaction_id' repeats a transaction_id of the file with other values", "row 2"]),
+    ("identical", "client_id,date,amount\nc1,2025-01-02,5\nc1,2025-01-02,5\n", ["rows 2, 3 repeat the key"]),
+])
+def test_bad_transaction_files_are_refused_whole_with_the_row_named(engine, tmp_path, name, text, expected):
+    with pytest.raises(InputDataError) as err:
+        ingest_file(engine, "transactions", write(tmp_path, f"{name.replace(' ', '_')}.csv", text))
+    for part in expected:
+        assert part in str(err.value)
+    assert rows(engine) == []
+
+
+def test_a_transaction_id_loaded_with_other_values_is_a_conflict(engine, tmp_path):
+    ingest_file(engine, "transactions", write(tmp_path, "t.csv", GOOD))
+    with pytest.raises(InputDataError, match="conflicts with a transaction already in the database"):
+        ingest_file(engine, "transactions", write(tmp_path, "u.csv", "client_id,date,amount,transaction_id\n"
+                                                                     "c1,2025-01-02,99,t1\nc9,2025-01-02,5,t9\n"))
+    assert len(rows(engine)) == 5
+
+
+def _tx(*lines):
+    return pd.DataFrame(lines, columns=["client_id", "date", "amount"]).assign(date=lambda f: pd.to_datetime(f["date"]))
+
+
+def test_labels_follow_the_policy_on_a_hand_checked_example():
+    tx = _tx(("a", "2025-01-10", 100.0), ("a", "2025-04-20", 50.0), ("a", "2025-04-20", -20.0),
+             ("b", "2025-01-15", 300.0),                                   # active, then lapses
+             ("c", "2025-04-01", -40.0), ("c", "2025-01-01", 10.0))       # a returns-only day is no purchase
+    policy = LabelPolicy(horizon_days=90, every_days=30)
+    out = derive_outcomes(tx, policy, until=dt.date(2025, 6, 30)).set_index(["client_id", "date"])
+    assert set(out.index.get_level_values("date")) == {dt.date(2025, 4, 1), dt.date(2025, 5, 1),
+                                                       dt.date(2025, 5, 31), dt.date(2025, 6, 30)}
+    # 2025-06-30: window (2025-04-01, 2025-06-30]; active window (2025-01-01, 2025-04-01]
+    assert out.loc[("a", dt.date(2025, 6, 30))].tolist() == [1, 0, 30.0]     # net of the return, same day
+    assert out.loc[("b", dt.date(2025, 6, 30))].tolist() == [0, 1, 0.0]      # bought 2025-01-15, then nothing
+    assert out.loc[("c", dt.date(2025, 6, 30))].tolist() == [0, 0, 0.0]      # last purchase before the active window
+    # 2025-04-01: only c was known by 2025-01-01; it bought that day (active), then only returned
+    assert out.xs(dt.date(2025, 4, 1), level="date").index.tolist() == ["c"]
+    assert out.loc[("c", dt.date(2025, 4, 1))].tolist() == [0, 1, 0.0]
+
+
+def test_labels_are_point_in_time_and_an_explicit_log_takes_precedence():
+    rng = np.random.default_rng(0)
+    n = 3000
+    tx = pd.DataFrame({"client_id": rng.choice([f"c{i}" for i in range(300)], n),
+                       "date": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 500, n), unit="D"),
+                       "amount": rng.gamma(2, 50, n) * np.where(rng.random(n) < 0.05, -1, 1)})
+    policy = LabelPolicy()
+    until = dt.date(2025, 5, 1)
+    base = derive_outcomes(tx, policy, until=until)
+    later = pd.concat([tx, pd.DataFrame({"client_id": ["c1", "c2"], "date": pd.to_datetime(["2025-05-02", "2025-05-20"]),
+                                         "amount": [1e6, 5.0]})])
+    again = derive_outcomes(later, policy, until=until)
+    pd.testing.assert_frame_equal(base, again)                 # nothing dated after a row's date changes it
+    explicit = pd.DataFrame({"client_id": ["c1"], "date": [base["date"].max()], "purchased": [1], "churned": [0],
+                             "lifetime_value": [7.0]})
+    both = combine(explicit, base)
+    assert (pd.to_datetime(both["date"]).dt.date == base["date"].max()).sum() == 1
+    assert len(both) == len(base) - (base["date"] == base["date"].max()).sum() + 1
+    with pytest.raises(ConfigError, match="every_days must be an integer >= 1"):
+        LabelPolicy(every_days=0)
+
+
+@pytest.mark.slow
+def test_cdnow_sample_through_the_cli_reproduces_the_published_estimates(engine, tmp_path):
+    """The 2,357-customer CDNOW sample loaded with `mlcore ingest transactions`, read back from the database:
+    BG/NBD and Gamma-Gamma on the 39-week calibration period give Fader, Hardie & Lee's estimates."""
+    path = write_cdnow(tmp_path / "cdnow_sample.csv", "sample")
+    env = {**os.environ, "DATABASE_URL": engine.url.render_as_string(hide_password=False)}
+    done = subprocess.run([sys.executable, "-m", "mlcore.cli", "ingest", "transactions", str(path)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "6919 rows read, 6919 new rows loaded into transactions" in done.stdout
+    with engine.connect() as conn:
+        tx = pd.read_sql(sa.text("SELECT client_id, date, amount FROM transactions"), conn)
+    model = fit_customer_base(rfm_summary(purchase_days(tx), dt.date.fromisoformat(CALIBRATION_END)))
+    bg, gg = model.params["bgnbd"], model.params["gamma_gamma"]
+    assert {k: round(v, 2) for k, v in bg.items()} == {"r": 0.24, "alpha": 4.41, "a": 0.79, "b": 2.43}
+    assert {k: round(v, 3) for k, v in bg.items()} == {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
+    assert {k: round(v, 2) for k, v in gg.items()} == {"p": 6.25, "q": 3.74, "v": 15.44}
+    assert model.params["n_clients"] == 2357 and model.params["n_repeat_buyers"] == 946
+    pred = predict_customer_base(model, rfm_summary(purchase_days(tx), dt.date.fromisoformat(CALIBRATION_END)), 90)
+    assert (pred["expected_purchases"] >= 0).all() and pred["p_alive"].between(0, 1).all()
