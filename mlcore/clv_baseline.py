@@ -122,3 +122,26 @@ def predict_customer_base(model: CustomerBaseModel, summary: pd.DataFrame, horiz
                         "expected_value": np.asarray(value, dtype=float)}, index=summary.index)
     out["expected_spend"] = out["expected_purchases"] * out["expected_value"]
     return out
+
+
+def baseline_for_rows(purchases: pd.DataFrame, fit_until: dt.date, samples: pd.DataFrame, horizon_days: int,
+                      period_days: int = 7) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The baseline's predictions for rows (``client_id``, ``as_of``): expected purchase days and spend
+    in the H days after each row's as_of, from the model fitted on the purchase days up to ``fit_until``.
+
+    Each row is predicted from its own client's summary as of its as_of (nothing later); a client
+    with no purchase day by then gets 0 (the model has nothing to go on). Returns the two arrays
+    and the fitted model's ``params``.
+    """
+    model = fit_customer_base(rfm_summary(purchases, fit_until, period_days), period_days)
+    purchases_out, spend_out = np.zeros(len(samples)), np.zeros(len(samples))
+    as_of = pd.to_datetime(samples["as_of"]).to_numpy()
+    for day in np.unique(as_of):
+        rows = np.flatnonzero(as_of == day)
+        summary = rfm_summary(purchases, pd.Timestamp(day).date(), period_days)
+        pred = predict_customer_base(model, summary, horizon_days)
+        pos = pred.index.get_indexer(samples["client_id"].to_numpy()[rows])
+        hit = pos >= 0
+        purchases_out[rows[hit]] = pred["expected_purchases"].to_numpy()[pos[hit]]
+        spend_out[rows[hit]] = pred["expected_spend"].to_numpy()[pos[hit]]
+    return purchases_out, spend_out, model.params

@@ -20,19 +20,30 @@ from sklearn.utils.validation import check_is_fitted
 from mlcore.params import check_param
 
 
+def _no_purchases() -> pd.DataFrame:
+    return pd.DataFrame({"row": np.zeros(0, np.int64), "age": np.zeros(0, np.int64), "amount": np.zeros(0)})
+
+
 @dataclasses.dataclass
 class History:
-    """Notes and concepts of each sample as of its date.
+    """Notes, concepts and purchases of each sample as of its date.
 
     Attributes:
         samples: One row per sample: ``client_id``, ``as_of`` (datetime64[ns], day precision).
         notes: ``row`` (sample position), ``note`` (int code), ``age`` (days before as_of, >= 0).
         concepts: ``row``, ``note``, ``age``, ``concept_id`` (str), ``confidence`` (float).
+        purchases: ``row``, ``age``, ``amount``: the sample's purchase days (see
+            :func:`mlcore.clv_baseline.purchase_days`) dated on or before as_of, sorted by row and age.
     """
 
     samples: pd.DataFrame
     notes: pd.DataFrame
     concepts: pd.DataFrame
+    purchases: pd.DataFrame = dataclasses.field(default_factory=_no_purchases)
+
+    def __setstate__(self, state):          # histories pickled before purchases existed
+        state.setdefault("purchases", _no_purchases())
+        self.__dict__.update(state)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -82,16 +93,19 @@ class History:
             new_row = remap[frame["row"].to_numpy()]
             keep = new_row >= 0
             return frame.loc[keep].assign(row=new_row[keep]).reset_index(drop=True)
-        return History(self.samples.iloc[positions].reset_index(drop=True), sub(self.notes), sub(self.concepts))
+        return History(self.samples.iloc[positions].reset_index(drop=True), sub(self.notes), sub(self.concepts),
+                       sub(self.purchases))
 
 
-def build_history(samples: pd.DataFrame, notes: pd.DataFrame, concepts: pd.DataFrame) -> History:
-    """Join notes and concepts to samples, keeping only rows dated on or before each sample's as_of.
+def build_history(samples: pd.DataFrame, notes: pd.DataFrame, concepts: pd.DataFrame,
+                  purchases: pd.DataFrame | None = None) -> History:
+    """Join notes, concepts and purchase days to samples, keeping only rows dated on or before each sample's as_of.
 
     Args:
         samples: ``client_id``, ``as_of``.
         notes: ``note_id``, ``client_id``, ``date``.
         concepts: ``note_id``, ``concept_id``, ``confidence``.
+        purchases: ``client_id``, ``date``, ``amount``: purchase days (optional).
     """
     samples = samples[["client_id", "as_of"]].reset_index(drop=True)
     samples["as_of"] = pd.to_datetime(samples["as_of"]).astype("datetime64[ns]")
@@ -114,7 +128,25 @@ def build_history(samples: pd.DataFrame, notes: pd.DataFrame, concepts: pd.DataF
         samples,
         note_rows.sort_values(["row", "age"], kind="stable").reset_index(drop=True),
         concept_rows[["row", "note", "age", "concept_id", "confidence"]].reset_index(drop=True),
+        _no_purchases() if purchases is None else purchase_rows(samples, purchases),
     )
+
+
+def purchase_rows(samples: pd.DataFrame, purchases: pd.DataFrame) -> pd.DataFrame:
+    """Each sample's purchase days (``client_id``, ``date``, ``amount``) on or before its as_of:
+    ``row``, ``age``, ``amount``, sorted by row and age."""
+    clients = pd.Index(samples["client_id"].unique())
+    s = pd.DataFrame({"row": np.arange(len(samples)), "client": clients.get_indexer(samples["client_id"]),
+                      "as_of": pd.to_datetime(samples["as_of"]).astype("datetime64[ns]").to_numpy()})
+    p = pd.DataFrame({"client": clients.get_indexer(purchases["client_id"]),
+                      "date": pd.to_datetime(purchases["date"]).astype("datetime64[ns]").to_numpy(),
+                      "amount": purchases["amount"].to_numpy(dtype=float)})
+    joined = s.merge(p[p["client"] >= 0], on="client", how="inner")
+    age = (joined["as_of"] - joined["date"]).dt.days.to_numpy()
+    kept = age >= 0
+    out = pd.DataFrame({"row": joined["row"].to_numpy()[kept].astype(np.int64), "age": age[kept].astype(np.int64),
+                        "amount": joined["amount"].to_numpy()[kept]})
+    return out.sort_values(["row", "age"], kind="stable").reset_index(drop=True)
 
 
 def _matrices(history: History, columns: np.ndarray, weights: list[np.ndarray], n_cols: int) -> list[sp.csr_matrix]:
@@ -160,7 +192,9 @@ class ConceptTfidf(_VocabularyMixin, TransformerMixin, BaseEstimator):
 
     def fit(self, history: History, y=None):
         self._fit_vocabulary(history)
-        self.tfidf_ = TfidfTransformer(sublinear_tf=self.sublinear_tf).fit(self._counts(history))
+        # no concept seen often enough (e.g. a client base known from purchases only): no columns
+        self.tfidf_ = (TfidfTransformer(sublinear_tf=self.sublinear_tf).fit(self._counts(history))
+                       if len(self.vocabulary_) else None)
         return self
 
     def _counts(self, history):
@@ -168,7 +202,9 @@ class ConceptTfidf(_VocabularyMixin, TransformerMixin, BaseEstimator):
         return _matrices(history, self._codes(history), [conf], len(self.vocabulary_))[0]
 
     def transform(self, history: History):
-        check_is_fitted(self, "tfidf_")
+        check_is_fitted(self, "vocabulary_")
+        if self.tfidf_ is None:
+            return sp.csr_matrix((len(history), 0))
         return self.tfidf_.transform(self._counts(history))
 
     def get_feature_names_out(self, input_features=None):
@@ -210,14 +246,18 @@ class RecencyConcepts(_VocabularyMixin, TransformerMixin, BaseEstimator):
         return np.array([f"recency{hl or 'all'}__{c}" for hl in self.half_lives for c in self.vocabulary_], dtype=object)
 
 
-class ActivityStats(TransformerMixin, BaseEstimator):
-    """Note frequency and recency, concept counts and confidence: dense count statistics."""
+class _DenseStats(TransformerMixin, BaseEstimator):
+    """A stateless block of dense per-sample statistics over ``windows`` of days."""
 
     windows = (30, 90, 180, 365)
 
     def fit(self, history: History, y=None):
         self.n_features_out_ = len(self.get_feature_names_out())
         return self
+
+
+class ActivityStats(_DenseStats):
+    """Note frequency and recency, concept counts and confidence: dense count statistics."""
 
     def transform(self, history: History):
         n = len(history)
@@ -244,6 +284,49 @@ class ActivityStats(TransformerMixin, BaseEstimator):
         return np.array(["log_notes", "log_days_since_last", "log_days_since_first",
                          *[f"log_notes_{w}d" for w in self.windows], "log_concept_rows", "log_unique_concepts",
                          "mean_confidence", "concepts_per_note", "log_notes_per_year"], dtype=object)
+
+
+class PurchaseHistory(_DenseStats):
+    """Recency, frequency and monetary value of the sample's purchase days, tenure and regularity: dense.
+
+    All zero (and ``has_purchases`` 0) for a sample without purchases as of its date.
+    """
+
+    def transform(self, history: History):
+        n = len(history)
+        p = history.purchases
+        rows = p["row"].to_numpy(np.int64)
+        age = p["age"].to_numpy(dtype=float)
+        spend = p["amount"].to_numpy(dtype=float)
+        count = np.bincount(rows, minlength=n).astype(float)
+        has = count > 0
+        last = np.full(n, 3650.0)
+        np.minimum.at(last, rows, age)
+        first = np.zeros(n)
+        np.maximum.at(first, rows, age)
+        total = np.bincount(rows, weights=spend, minlength=n)
+        in_window = [(age < w) for w in self.windows]
+        counts = [np.bincount(rows, weights=m, minlength=n) for m in in_window]
+        spends = [np.bincount(rows, weights=spend * m, minlength=n) for m in in_window]
+        # gaps between consecutive purchase days of a sample (rows are sorted by row, then age)
+        same = np.r_[False, rows[1:] == rows[:-1]] if len(rows) else np.zeros(0, bool)
+        gap = np.where(same, age - np.r_[0.0, age[:-1]], 0.0)
+        n_gaps = np.bincount(rows, weights=same, minlength=n)
+        mean_gap = np.bincount(rows, weights=gap, minlength=n) / np.maximum(n_gaps, 1)
+        var_gap = np.bincount(rows, weights=gap ** 2, minlength=n) / np.maximum(n_gaps, 1) - mean_gap ** 2
+        regularity = np.where(n_gaps >= 2, np.sqrt(np.maximum(var_gap, 0)) / np.maximum(mean_gap, 1), 0.0)
+        tenure = np.where(has, first, 0.0)
+        cols = [has.astype(float), np.log1p(np.where(has, last, 3650.0)), np.log1p(tenure), np.log1p(count),
+                *[np.log1p(c) for c in counts], np.log1p(total), *[np.log1p(v) for v in spends],
+                np.log1p(total / np.maximum(count, 1)), np.log1p(mean_gap), regularity,
+                np.log1p(count / np.maximum(tenure, 30.0) * 365.0)]
+        return np.column_stack(cols)
+
+    def get_feature_names_out(self, input_features=None):
+        return np.array(["has_purchases", "log_days_since_purchase", "log_purchase_tenure", "log_purchase_days",
+                         *[f"log_purchase_days_{w}d" for w in self.windows], "log_spend",
+                         *[f"log_spend_{w}d" for w in self.windows], "log_spend_per_day", "log_mean_gap_days",
+                         "gap_variation", "log_purchase_days_per_year"], dtype=object)
 
 
 class ConceptDiversity(TransformerMixin, BaseEstimator):

@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from mlcore.clv_baseline import purchase_days
 from mlcore.db import read_frame
-from mlcore.features import History
+from mlcore.features import History, purchase_rows
 
 _NOTES = ("SELECT note_id, client_id, date FROM notes WHERE date <= %(as_of)s{where}")
 _CONCEPTS = ("SELECT c.note_id, c.concept_id, c.confidence FROM note_concepts c JOIN notes n USING (note_id) "
@@ -52,6 +53,27 @@ def read_outcomes(engine: sa.Engine, until: dt.date, clients: list[str] | None =
     return read_frame(engine, "SELECT client_id, date, purchased, churned, lifetime_value FROM outcomes "
                               f"WHERE date <= %(until)s{where} ORDER BY date, client_id", params,
                       dtype={"client_id": str}, parse_dates=["date"])
+
+
+def any_transactions(engine: sa.Engine) -> bool:
+    """Whether any transaction is loaded (the table exists from migration 0018 on)."""
+    with engine.connect() as conn:
+        return bool(conn.execute(sa.text("SELECT to_regclass('transactions') IS NOT NULL "
+                                         "AND EXISTS (SELECT 1 FROM transactions)")).scalar_one())
+
+
+def read_transactions(engine: sa.Engine, until: dt.date, clients: list[str] | None = None) -> pd.DataFrame:
+    """Transactions (client_id, date, amount) dated on or before ``until``, optionally only those of ``clients``."""
+    params = {"until": until}
+    where = _client_filter(params, clients=clients).format(p="")
+    return read_frame(engine, f"SELECT client_id, date, amount FROM transactions WHERE date <= %(until)s{where}",
+                      params, dtype={"client_id": str}, parse_dates=["date"])
+
+
+def transaction_clients(engine: sa.Engine, until: dt.date) -> pd.Series:
+    """The distinct clients with a transaction dated on or before ``until``."""
+    return read_frame(engine, "SELECT DISTINCT client_id FROM transactions WHERE date <= %(until)s",
+                      {"until": until}, dtype={"client_id": str})["client_id"]
 
 
 def any_outcomes(engine: sa.Engine) -> bool:
@@ -108,4 +130,12 @@ def history_as_of(engine: sa.Engine, clients: pd.Series, as_of: dt.date, lo=None
     notes = frame[first].sort_values(["row", "age"], kind="stable").reset_index(drop=True)
     concepts = frame[has].reset_index(drop=True).assign(concept_id=rows["concept_id"].array[has],
                                                         confidence=rows["confidence"].to_numpy()[has])
-    return History(samples, notes, concepts)
+    history = History(samples, notes, concepts)
+    if any_transactions(engine):
+        # The purchase days of the same clients, as the models saw them in training.
+        tparams = {"until": as_of}
+        twhere = _client_filter(tparams, lo, hi) if lo is not None else _client_filter(tparams, clients=clients)
+        tx = read_frame(engine, f"SELECT client_id, date, amount FROM transactions WHERE date <= %(until)s"
+                                f"{twhere.format(p='')}", tparams, dtype={"client_id": str}, parse_dates=["date"])
+        history.purchases = purchase_rows(samples, purchase_days(tx))
+    return history

@@ -15,7 +15,8 @@ from sklearn.preprocessing import MaxAbsScaler, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from mlcore.exceptions import ConfigError
-from mlcore.features import ActivityStats, CoOccurrence, ConceptDiversity, ConceptTfidf, RecencyConcepts
+from mlcore.features import (ActivityStats, CoOccurrence, ConceptDiversity, ConceptTfidf, PurchaseHistory,
+                             RecencyConcepts)
 from mlcore.forest import CompiledForest
 from mlcore.params import check_param
 from mlcore.selection import GuardedRegressor, SelectedClassifier, SelectedRegressor, TwoPartRegressor, SelectedEstimator
@@ -167,15 +168,16 @@ def _glm(family, alpha: float):
 
 
 def fast_pipeline(random_state: int = 0) -> Pipeline:
-    """Fast tier: concept TF-IDF, one recency-weighted concept block and activity statistics (note
-    recency included); per target, small linear models and a small boosted model, chosen on time."""
+    """Fast tier: concept TF-IDF, one recency-weighted concept block, activity statistics (note
+    recency included) and purchase history; per target, small linear models and a small boosted
+    model, chosen on time."""
     def classifier():
         return SelectedClassifier([("logistic", LogisticRegression(C=1.0, max_iter=500)),
                                    ("logistic_strong_penalty", LogisticRegression(C=0.1, max_iter=500))],
                                   calibrate=True, random_state=random_state)
     return Pipeline([
         ("features", FeatureUnion([("tfidf", ConceptTfidf()), ("recency", RecencyConcepts(half_lives=(90,))),
-                                   ("stats", ActivityStats())])),
+                                   ("stats", ActivityStats()), ("purchases", PurchaseHistory())])),
         ("scale", MaxAbsScaler()),
         ("model", MultiTargetModel(
             purchase=classifier(),
@@ -191,7 +193,7 @@ def fast_pipeline(random_state: int = 0) -> Pipeline:
 
 
 def elite_pipeline(random_state: int = 0, k_best: int = 200) -> Pipeline:
-    """Elite tier: recency-weighted concepts, co-occurrence, diversity and activity; per target, boosting,
+    """Elite tier: recency-weighted concepts, co-occurrence, diversity, activity and purchase history; per target, boosting,
     a linear model and their soft vote (classifiers) or three CLV families, chosen on time."""
     def classifier():
         return SelectedClassifier([("boosting", SelectedBoostingClassifier(k_best, random_state=random_state)),
@@ -200,7 +202,7 @@ def elite_pipeline(random_state: int = 0, k_best: int = 200) -> Pipeline:
     return Pipeline([
         ("features", FeatureUnion([
             ("recency", RecencyConcepts(half_lives=(30, 120, None))), ("stats", ActivityStats()),
-            ("diversity", ConceptDiversity()), ("pairs", CoOccurrence()),
+            ("diversity", ConceptDiversity()), ("pairs", CoOccurrence()), ("purchases", PurchaseHistory()),
         ])),
         ("scale", MaxAbsScaler()),
         ("model", MultiTargetModel(

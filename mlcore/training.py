@@ -20,12 +20,16 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from mlcore.clv_baseline import baseline_for_rows, purchase_days
 from mlcore.config import Settings
 from mlcore.estimation import estimate_auc
-from mlcore.evaluation import CLASSIFIERS, calibration, evaluate, headline
+from mlcore.evaluation import (CLASSIFIER_METRICS, CLASSIFIERS, REGRESSOR_METRICS, bootstrap, calibration, evaluate,
+                               headline)
 from mlcore.exceptions import InputDataError
 from mlcore.features import History, build_history
-from mlcore.history_io import outcome_clients, read_notes, read_outcomes
+from mlcore.history_io import (any_transactions, outcome_clients, read_notes, read_outcomes, read_transactions,
+                               transaction_clients)
+from mlcore.labels import LabelPolicy, combine, derive_outcomes
 from mlcore.progress import Progress
 from mlcore.registry import ModelVersion, Registry
 from mlcore.tiers import TARGETS, make_pipeline_for, set_selection_window
@@ -55,13 +59,15 @@ class TrainResult:
 
 
 def training_set(outcomes: pd.DataFrame, notes: pd.DataFrame, concepts: pd.DataFrame,
-                 horizon_days: int) -> TrainingSet:
-    """Rows of the outcome log paired with histories as of (date - H); rows without any note are dropped."""
+                 horizon_days: int, purchases: pd.DataFrame | None = None) -> TrainingSet:
+    """Rows of the outcome log paired with histories as of (date - H); rows with neither a note nor a
+    purchase day by then are dropped."""
     samples = pd.DataFrame({"client_id": outcomes["client_id"].to_numpy(),
                             "as_of": pd.to_datetime(outcomes["date"]) - pd.Timedelta(days=horizon_days)})
-    history = build_history(samples, notes, concepts)
-    has_notes = np.bincount(history.notes["row"].to_numpy(), minlength=len(samples)) > 0
-    keep = np.flatnonzero(has_notes)
+    history = build_history(samples, notes, concepts, purchases)
+    known = (np.bincount(history.notes["row"].to_numpy(), minlength=len(samples))
+             + np.bincount(history.purchases["row"].to_numpy(), minlength=len(samples))) > 0
+    keep = np.flatnonzero(known)
     return TrainingSet(history.take(keep), outcomes[list(TARGETS)].to_numpy(dtype=float)[keep],
                        pd.to_datetime(outcomes["date"]).iloc[keep].reset_index(drop=True))
 
@@ -123,9 +129,13 @@ def train_tier(engine: sa.Engine, settings: Settings, tier: str, as_of: dt.date 
     if as_of is None:
         with engine.connect() as conn:
             as_of = conn.execute(sa.text("SELECT max(date) FROM outcomes")).scalar_one()
+        if as_of is None and any_transactions(engine):
+            with engine.connect() as conn:    # labels derived from transactions, up to the newest one
+                as_of = conn.execute(sa.text("SELECT max(date) FROM transactions")).scalar_one()
         if as_of is None:
-            raise InputDataError("cannot train: the outcomes table is empty; load outcomes with "
-                                 "`mlcore ingest outcomes PATH` first.")
+            raise InputDataError("cannot train: no outcomes and no transactions are loaded; load outcomes with "
+                                 "`mlcore ingest outcomes PATH` or transactions with `mlcore ingest transactions "
+                                 "PATH` first.")
     with Progress(f"train {tier} as of {as_of}", total=4, unit="phases") as bar:
         bar.step(0, "reading outcomes and notes", always=True)
         return _train(engine, settings, tier, as_of, reason, random_state, since, bar)
@@ -135,12 +145,24 @@ def _train(engine, settings, tier, as_of, reason, random_state, since, bar) -> T
     H = settings.horizon_days
     # A sample is drawn from the distinct clients, so only its own outcome rows are ever read.
     sample = None
+    buyers = any_transactions(engine)
     if settings.train_max_clients is not None:
-        sample = sample_clients(outcome_clients(engine, as_of), settings.train_max_clients, random_state)
+        known = outcome_clients(engine, as_of)
+        if buyers:
+            known = pd.concat([known, transaction_clients(engine, as_of - dt.timedelta(days=H))]).drop_duplicates()
+        sample = sample_clients(known, settings.train_max_clients, random_state)
     outcomes = read_outcomes(engine, as_of, clients=sample)
     notes, concepts = read_notes(engine, as_of - dt.timedelta(days=H), clients=sample)
+    purchases = None
+    if buyers:
+        # Labels derived from what clients bought, on the dates the explicit log does not cover.
+        transactions = read_transactions(engine, as_of, clients=sample)
+        first_note = notes.groupby("client_id")["date"].min() if len(notes) else None
+        derived = derive_outcomes(transactions, LabelPolicy(horizon_days=H), until=as_of, known=first_note)
+        outcomes = combine(outcomes, derived)
+        purchases = purchase_days(transactions)
     bar.step(1, f"building the training set ({len(outcomes):,} outcomes)", always=True)
-    ts = training_set(outcomes, notes, concepts, H)
+    ts = training_set(outcomes, notes, concepts, H, purchases)
     if reason == "drift":
         train, valid, windows = time_split(ts.dates, as_of, settings.drift_valid_days, 0)
     else:
@@ -165,6 +187,8 @@ def _train(engine, settings, tier, as_of, reason, random_state, since, bar) -> T
     metrics = evaluate(ts.y[valid], pred, reference=ts.y[train], n_boot=settings.n_bootstrap,
                        random_state=random_state)
     add_monitoring_reference(metrics, ts.y[valid], pred)
+    if purchases is not None:
+        add_customer_base_baseline(metrics, purchases, ts, train, valid, H, settings.n_bootstrap, random_state)
     for target, choice in getattr(pipeline[-1], "selection_", {}).items():
         metrics[target]["selection"] = choice
     log.info("%s trained on %d rows in %.1fs; holdout %s", tier, len(train), fit_seconds, headline(metrics))
@@ -178,6 +202,27 @@ def _train(engine, settings, tier, as_of, reason, random_state, since, bar) -> T
                               n_train=len(train), n_valid=len(valid), fit_seconds=fit_seconds, gate=gate)
     bar.step(4)
     return TrainResult(model, gate["promote"], gate, metrics, fit_seconds, len(train), len(valid))
+
+
+def add_customer_base_baseline(metrics: dict, purchases: pd.DataFrame, ts: TrainingSet, train, valid, H: int,
+                               n_boot: int, random_state: int = 0) -> dict:
+    """Add BG/NBD x Gamma-Gamma beside the trivial baselines: fitted on the purchase days up to the
+    newest training outcome, scored on the validation rows (purchase AUC; CLV R2 and MAE)."""
+    fit_until = ts.dates.iloc[train].max().date()
+    samples = ts.history.samples.iloc[valid]
+    try:
+        expected, spend, params = baseline_for_rows(purchases, fit_until, samples, H)
+    except InputDataError as exc:
+        metrics["purchase"]["bgnbd_baseline"] = {"skipped": str(exc)}
+        return metrics
+    y = ts.y[valid]
+    auc = bootstrap({"auc": CLASSIFIER_METRICS["auc"]}, y[:, 0], expected, n_boot, random_state)
+    metrics["purchase"]["bgnbd_baseline"] = {**auc, "score": "expected purchase days in H", "params": params,
+                                             "fitted_until": str(fit_until)}
+    metrics["clv"]["bgnbd_gg_baseline"] = {**bootstrap({k: REGRESSOR_METRICS[k] for k in ("r2", "mae")}, y[:, 2],
+                                                        spend, n_boot, random_state),
+                                           "score": "expected purchase days x expected value per purchase"}
+    return metrics
 
 
 def add_monitoring_reference(metrics: dict, y: np.ndarray, pred: np.ndarray) -> dict:

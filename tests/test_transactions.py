@@ -136,3 +136,56 @@ def test_cdnow_sample_through_the_cli_reproduces_the_published_estimates(engine,
     assert model.params["n_clients"] == 2357 and model.params["n_repeat_buyers"] == 946
     pred = predict_customer_base(model, rfm_summary(purchase_days(tx), dt.date.fromisoformat(CALIBRATION_END)), 90)
     assert (pred["expected_purchases"] >= 0).all() and pred["p_alive"].between(0, 1).all()
+
+
+def test_purchase_features_see_nothing_dated_after_as_of():
+    from mlcore.features import PurchaseHistory, build_history
+    samples = pd.DataFrame({"client_id": ["a", "b"], "as_of": pd.to_datetime(["2025-03-01", "2025-03-01"])})
+    empty_notes = pd.DataFrame(columns=["note_id", "client_id", "date"])
+    empty_concepts = pd.DataFrame(columns=["note_id", "concept_id", "confidence"])
+    days = pd.DataFrame({"client_id": ["a", "a", "a", "b"], "date": pd.to_datetime(["2025-01-01", "2025-02-01",
+                                                                                   "2025-03-01", "2025-01-10"]),
+                         "amount": [10.0, 20.0, 30.0, 5.0]})
+    later = pd.concat([days, pd.DataFrame({"client_id": ["a", "b"], "date": pd.to_datetime(["2025-03-02", "2025-06-01"]),
+                                           "amount": [1e6, 1e6]})])
+    f = PurchaseHistory().fit(None)
+    x = f.transform(build_history(samples, empty_notes, empty_concepts, days))
+    np.testing.assert_array_equal(x, f.transform(build_history(samples, empty_notes, empty_concepts, later)))
+    names = list(f.get_feature_names_out())
+    a = dict(zip(names, x[0]))
+    assert a["has_purchases"] == 1 and a["log_days_since_purchase"] == 0.0          # the same day counts
+    assert a["log_purchase_days"] == pytest.approx(np.log1p(3)) and a["log_spend"] == pytest.approx(np.log1p(60))
+    assert a["log_purchase_tenure"] == pytest.approx(np.log1p(59))
+    assert dict(zip(names, x[1]))["log_purchase_days"] == pytest.approx(np.log1p(1))
+
+
+@pytest.mark.slow
+def test_both_tiers_train_on_transactions_alone_beside_the_customer_base_baseline(engine, settings, tmp_path):
+    """No notes, no outcome log: labels come from the CDNOW sample's purchases; BG/NBD x GG is recorded beside."""
+    ingest_file(engine, "transactions", write_cdnow(tmp_path / "cdnow_sample.csv", "sample"))
+    from mlcore.training import train_tier
+    for tier in ("fast", "elite"):
+        res = train_tier(engine, settings, tier, as_of=dt.date(1998, 6, 30), reason="manual")
+        m = res.metrics
+        assert res.n_train > 1000 and m["purchase"]["auc"]["value"] > 0.7
+        base = m["purchase"]["bgnbd_baseline"]
+        auc = base["auc"]
+        assert auc["lo"] <= auc["value"] <= auc["hi"] and 0.6 < auc["value"] < 0.95
+        assert set(m["clv"]["bgnbd_gg_baseline"]) >= {"r2", "mae", "score"}
+        assert base["params"]["n_clients"] == 2357          # every sample customer first bought in early 1997
+
+
+def test_scoring_reads_the_purchase_days_that_training_built(engine, tmp_path):
+    """The scoring path's history (one query per partition) carries the same purchase days as the training one."""
+    from mlcore.features import build_history
+    from mlcore.history_io import history_as_of, read_transactions
+    ingest_file(engine, "transactions", write(tmp_path, "t.csv", GOOD))
+    as_of = dt.date(2025, 2, 28)
+    clients = pd.Series(["c1", "c2"])
+    served = history_as_of(engine, clients, as_of)
+    built = build_history(pd.DataFrame({"client_id": clients, "as_of": pd.Timestamp(as_of)}),
+                          pd.DataFrame(columns=["note_id", "client_id", "date"]),
+                          pd.DataFrame(columns=["note_id", "concept_id", "confidence"]),
+                          purchase_days(read_transactions(engine, as_of)))
+    pd.testing.assert_frame_equal(served.purchases, built.purchases)
+    assert served.purchases["row"].tolist() == [0] and served.purchases["amount"].tolist() == [241.0]
