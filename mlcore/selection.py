@@ -349,7 +349,7 @@ def selection_table(metrics: dict) -> pd.DataFrame:
         for name, score in choice["candidates"].items():
             s = score[scoring]
             rows.append({"target": target, "candidate": name + ("*" if name == choice["chosen"] else ""),
-                         scoring: s["value"], "lo": s["lo"], "hi": s["hi"],
+                         "rule": scoring, "score": s["value"], "lo": s["lo"], "hi": s["hi"],
                          "baseline": choice["baseline"][scoring],
                          "calibrated": (method or "") if name == choice["chosen"] else ""})
     return pd.DataFrame(rows)
