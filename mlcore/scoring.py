@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from mlcore.config import Settings
 from mlcore.db import advisory_xact_lock, copy_rows_binary, raw_transaction, read_frame
-from mlcore.history_io import history_as_of
+from mlcore.history_io import any_transactions, history_as_of
 from mlcore.progress import Progress
 from mlcore.exceptions import DataQualityError
 from mlcore.registry import Registry
@@ -44,17 +44,29 @@ class ScoreResult:
     seconds: float
 
 
-_WITH_NOTES = "SELECT DISTINCT client_id FROM notes WHERE date <= %(d)s"
+def _known_sql(engine: sa.Engine, where: str = "", limit: bool = False) -> str:
+    """Distinct ids of the clients with a note (or, once transactions are loaded, a transaction) dated
+    on or before ``%(d)s``, with ``where``'s extra conditions, in id order, at most ``%(n)s`` when ``limit``.
+
+    Without transactions it is the notes query alone (an index scan); with them each table is read
+    up to the limit and the union is cut again, so keyset pagination stays a scan of one chunk.
+    """
+    tail = " ORDER BY client_id" + (" LIMIT %(n)s" if limit else "")
+    part = "SELECT DISTINCT client_id FROM {t} WHERE date <= %(d)s" + where + tail
+    if not any_transactions(engine):
+        return part.format(t="notes")
+    return f"SELECT client_id FROM (({part.format(t='notes')}) UNION ({part.format(t='transactions')})) k{tail}"
 
 
 def clients_with_notes(engine: sa.Engine, as_of: dt.date, clients: list[str] | None = None) -> pd.Series:
-    """Sorted ids of the clients that have at least one note dated on or before ``as_of``."""
-    sql = _WITH_NOTES
+    """Sorted ids of the clients known as of ``as_of``: with at least one note, or one transaction,
+    dated on or before it."""
     params = {"d": as_of}
+    where = ""
     if clients is not None:
-        sql += " AND client_id = ANY(%(c)s)"
+        where = " AND client_id = ANY(%(c)s)"
         params["c"] = list(clients)
-    ids = read_frame(engine, sql + " ORDER BY client_id", params, dtype={"client_id": str})["client_id"]
+    ids = read_frame(engine, _known_sql(engine, where), params, dtype={"client_id": str})["client_id"]
     return ids.sort_values(kind="stable").reset_index(drop=True)
 
 
@@ -74,18 +86,18 @@ def _history(engine: sa.Engine, clients: pd.Series, as_of: dt.date, ranged: bool
 
 def id_chunks(engine: sa.Engine, as_of: dt.date, size: int, lo: str | None = None,
               hi: str | None = None) -> Iterator[pd.Series]:
-    """Sorted ids of the clients with notes as of ``as_of`` (within [lo, hi]), ``size`` at a time.
+    """Sorted ids of the clients known as of ``as_of`` (within [lo, hi]), ``size`` at a time.
 
     Keyset pagination over the (client_id, date) index: only one chunk of ids is ever in memory.
     """
-    sql = _WITH_NOTES + " AND client_id > %(after)s"
+    where = " AND client_id > %(after)s"
     params = {"d": as_of, "after": "", "n": size}
     if lo is not None:
-        sql += " AND client_id >= %(lo)s AND client_id <= %(hi)s"
+        where += " AND client_id >= %(lo)s AND client_id <= %(hi)s"
         params.update(lo=lo, hi=hi)
+    sql = _known_sql(engine, where, limit=True)
     while True:
-        ids = read_frame(engine, sql + " ORDER BY client_id LIMIT %(n)s", params,
-                         dtype={"client_id": str})["client_id"]
+        ids = read_frame(engine, sql, params, dtype={"client_id": str})["client_id"]
         if ids.empty:
             return
         yield ids

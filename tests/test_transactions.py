@@ -189,3 +189,24 @@ def test_scoring_reads_the_purchase_days_that_training_built(engine, tmp_path):
                           purchase_days(read_transactions(engine, as_of)))
     pd.testing.assert_frame_equal(served.purchases, built.purchases)
     assert served.purchases["row"].tolist() == [0] and served.purchases["amount"].tolist() == [241.0]
+
+
+@pytest.mark.slow
+def test_a_client_known_only_by_transactions_is_scored_and_partitions_cover_everyone(engine, settings, tmp_path):
+    """CDNOW sample (no notes): the trained champion scores every customer, in one run or in partitions."""
+    from mlcore import scoring
+    from mlcore.training import train_tier
+    ingest_file(engine, "transactions", write_cdnow(tmp_path / "cdnow_sample.csv", "sample"))
+    ingest_file(engine, "notes", write(tmp_path, "n.csv", "note_id,client_id,date\nn1,Z1,1998-01-05\n"))
+    day = dt.date(1998, 6, 30)
+    train_tier(engine, settings, "fast", as_of=day, reason="manual")
+    known = scoring.clients_with_notes(engine, day)
+    assert len(known) == 2357 + 1 and "Z1" in set(known)                  # buyers, and the client with a note only
+    res = scoring.score(engine, settings, "fast", day, chunk_size=500)      # keyset pages over the union
+    assert res.n_clients == 2358
+    parts = scoring.plan_partitions(engine, day, 3)
+    assert sum(p["n"] for p in parts) == 2358
+    with engine.connect() as conn:
+        got = conn.execute(sa.text("SELECT count(DISTINCT client_id), min(purchase_likelihood), max(purchase_likelihood) "
+                                   "FROM predictions WHERE tier = 'fast' AND scored_for = :d"), {"d": day}).one()
+    assert got[0] == 2358 and got[1] < got[2]                              # purchase history separates them
