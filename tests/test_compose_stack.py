@@ -244,4 +244,9 @@ def test_the_celery_profile_spreads_one_nightly_run_over_two_workers(stack):
     one = _elite_day(s.scoring, TODAY)
     assert len(spread) > 0.9 * WORLD["n_clients"]
     pd.testing.assert_frame_equal(spread, one)
-    assert _alerts(s.scoring) == []
+    # ingest_inbox runs on the wall clock (every 15 minutes): a run due while the LocalExecutor stack
+    # was being stopped loses its API server mid-task and alerts, then succeeds on retry here. Such
+    # alerts are the switch's, not this run's: every other alert still fails the test.
+    switch = [a for a in _alerts(s.scoring) if a.kind == "task_failure" and ":ingest_inbox:" in a.dedup_key
+              and ":scheduled__" in a.dedup_key]
+    assert [a for a in _alerts(s.scoring) if a not in switch] == []
