@@ -62,10 +62,12 @@ def any_transactions(engine: sa.Engine) -> bool:
                                          "AND EXISTS (SELECT 1 FROM transactions)")).scalar_one())
 
 
-def read_transactions(engine: sa.Engine, until: dt.date, clients: list[str] | None = None) -> pd.DataFrame:
-    """Transactions (client_id, date, amount) dated on or before ``until``, optionally only those of ``clients``."""
+def read_transactions(engine: sa.Engine, until: dt.date, clients: list[str] | None = None,
+                      lo: str | None = None, hi: str | None = None) -> pd.DataFrame:
+    """Transactions (client_id, date, amount) dated on or before ``until``, optionally only those of a
+    client range [``lo``, ``hi``] or of ``clients``."""
     params = {"until": until}
-    where = _client_filter(params, clients=clients).format(p="")
+    where = _client_filter(params, lo, hi, clients).format(p="")
     return read_frame(engine, f"SELECT client_id, date, amount FROM transactions WHERE date <= %(until)s{where}",
                       params, dtype={"client_id": str}, parse_dates=["date"])
 
@@ -133,9 +135,7 @@ def history_as_of(engine: sa.Engine, clients: pd.Series, as_of: dt.date, lo=None
     history = History(samples, notes, concepts)
     if any_transactions(engine):
         # The purchase days of the same clients, as the models saw them in training.
-        tparams = {"until": as_of}
-        twhere = _client_filter(tparams, lo, hi) if lo is not None else _client_filter(tparams, clients=clients)
-        tx = read_frame(engine, f"SELECT client_id, date, amount FROM transactions WHERE date <= %(until)s"
-                                f"{twhere.format(p='')}", tparams, dtype={"client_id": str}, parse_dates=["date"])
+        tx = (read_transactions(engine, as_of, lo=lo, hi=hi) if lo is not None
+              else read_transactions(engine, as_of, clients=list(clients)))
         history.purchases = purchase_rows(samples, purchase_days(tx))
     return history

@@ -66,10 +66,17 @@ def derive_outcomes(transactions: pd.DataFrame, policy: LabelPolicy, until: dt.d
     ``until`` defaults to the newest transaction day (the newest day whose window is fully seen);
     ``known``: optional first date per client (index client_id) from other inputs, e.g. notes.
     """
-    days = purchase_days(transactions)
+    if until is None and len(transactions):
+        until = pd.to_datetime(transactions["date"]).max().date()
+    return outcomes_from_purchase_days(purchase_days(transactions), policy, until, known)
+
+
+def outcomes_from_purchase_days(days: pd.DataFrame, policy: LabelPolicy, until: dt.date,
+                                known: pd.Series | None = None) -> pd.DataFrame:
+    """:func:`derive_outcomes` from purchase days already built (:func:`mlcore.clv_baseline.purchase_days`)."""
     if days.empty:
         return pd.DataFrame(columns=COLUMNS)
-    until = pd.Timestamp(until if until is not None else pd.to_datetime(transactions["date"]).max()).normalize()
+    until = pd.Timestamp(until).normalize()
     first = days.groupby("client_id")["date"].min()
     if known is not None:
         first = pd.concat([first, pd.to_datetime(pd.Series(known))]).groupby(level=0).min()

@@ -29,7 +29,7 @@ from mlcore.exceptions import InputDataError
 from mlcore.features import History, build_history
 from mlcore.history_io import (any_transactions, outcome_clients, read_notes, read_outcomes, read_transactions,
                                transaction_clients)
-from mlcore.labels import LabelPolicy, combine, derive_outcomes
+from mlcore.labels import LabelPolicy, combine, outcomes_from_purchase_days
 from mlcore.progress import Progress
 from mlcore.registry import ModelVersion, Registry
 from mlcore.tiers import TARGETS, make_pipeline_for, set_selection_window
@@ -156,11 +156,10 @@ def _train(engine, settings, tier, as_of, reason, random_state, since, bar) -> T
     purchases = None
     if buyers:
         # Labels derived from what clients bought, on the dates the explicit log does not cover.
-        transactions = read_transactions(engine, as_of, clients=sample)
+        purchases = purchase_days(read_transactions(engine, as_of, clients=sample))
         first_note = notes.groupby("client_id")["date"].min() if len(notes) else None
-        derived = derive_outcomes(transactions, LabelPolicy(horizon_days=H), until=as_of, known=first_note)
+        derived = outcomes_from_purchase_days(purchases, LabelPolicy(horizon_days=H), as_of, known=first_note)
         outcomes = combine(outcomes, derived)
-        purchases = purchase_days(transactions)
     bar.step(1, f"building the training set ({len(outcomes):,} outcomes)", always=True)
     ts = training_set(outcomes, notes, concepts, H, purchases)
     if reason == "drift":
