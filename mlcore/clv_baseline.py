@@ -103,6 +103,18 @@ def fit_customer_base(summary: pd.DataFrame, period_days: int = 7, penalizer: fl
     return CustomerBaseModel(bgf, gg, period_days, mean_value, params)
 
 
+def customer_base_from_params(params: dict, mean_value: float) -> CustomerBaseModel:
+    """The model :func:`fit_customer_base` returned, rebuilt from its ``params`` alone (no fitting data kept)."""
+    lt = _lifetimes()
+    bgf = lt.BetaGeoFitter()
+    bgf.params_ = pd.Series(params["bgnbd"])
+    gg = None
+    if params.get("gamma_gamma"):
+        gg = lt.GammaGammaFitter()
+        gg.params_ = pd.Series(params["gamma_gamma"])
+    return CustomerBaseModel(bgf, gg, params["period_days"], mean_value, params)
+
+
 def predict_customer_base(model: CustomerBaseModel, summary: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
     """Per client of ``summary``: expected purchase days in the next ``horizon_days``, the probability
     of being alive, the expected value per purchase and the expected spend in the window."""

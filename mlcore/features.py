@@ -329,6 +329,91 @@ class PurchaseHistory(_DenseStats):
                          "gap_variation", "log_purchase_days_per_year"], dtype=object)
 
 
+def purchase_summary(history: History, period_days: int = 7) -> pd.DataFrame:
+    """Each sample's recency-frequency-monetary summary as of its date, in the terms of
+    :func:`mlcore.clv_baseline.rfm_summary` (``frequency``, ``recency``, ``T``, ``monetary_value``);
+    ``has`` is False (and the rest 0) for a sample without purchase days."""
+    n = len(history)
+    p = history.purchases
+    rows = p["row"].to_numpy(np.int64)
+    age = p["age"].to_numpy(dtype=float)
+    spend = p["amount"].to_numpy(dtype=float)
+    count = np.bincount(rows, minlength=n)
+    last = np.full(n, np.inf)
+    np.minimum.at(last, rows, age)
+    first = np.full(n, -1.0)
+    np.maximum.at(first, rows, age)
+    first_spend = np.zeros(n)
+    oldest = np.r_[rows[1:] != rows[:-1], True] if len(rows) else np.zeros(0, bool)   # sorted by row, then age
+    first_spend[rows[oldest]] = spend[oldest]
+    has = count > 0
+    frequency = np.maximum(count - 1, 0).astype(float)
+    total = np.bincount(rows, weights=spend, minlength=n)
+    return pd.DataFrame({
+        "has": has, "frequency": frequency,
+        "recency": np.where(has, first - np.where(has, last, 0.0), 0.0) / period_days,
+        "T": np.where(has, first, 0.0) / period_days,
+        "monetary_value": np.where(frequency > 0, (total - first_spend) / np.maximum(frequency, 1), 0.0)})
+
+
+class CustomerBase(TransformerMixin, BaseEstimator):
+    """BG/NBD and Gamma-Gamma predictions from each sample's purchase days: dense.
+
+    Fitted on the training samples' recency-frequency-monetary summaries, each as of its own date
+    (at most ``max_fit_rows`` of them, drawn at random), the customer-base model of
+    :mod:`mlcore.clv_baseline` gives every sample its expected purchase days in the next
+    ``horizon_days``, its probability of being alive, its expected value per purchase and its
+    expected spend: what that model extrapolates to clients older than any the tier learnt from.
+    Zero for a sample without purchases; all zero when too few samples have a repeat purchase to fit on.
+    """
+
+    def __init__(self, horizon_days: int = 90, period_days: int = 7, max_fit_rows: int = 50_000,
+                 random_state: int = 0):
+        self.horizon_days = horizon_days
+        self.period_days = period_days
+        self.max_fit_rows = max_fit_rows
+        self.random_state = random_state
+
+    def fit(self, history: History, y=None):
+        from mlcore.clv_baseline import fit_customer_base
+        from mlcore.exceptions import InputDataError
+
+        for name, low in (("horizon_days", 1), ("period_days", 1), ("max_fit_rows", 10)):
+            check_param(type(self).__name__, name, getattr(self, name), numbers.Integral, low)
+        summary = purchase_summary(history, self.period_days)
+        summary = summary[summary["has"] & (summary["T"] > 0)]
+        if len(summary) > self.max_fit_rows:
+            summary = summary.sample(self.max_fit_rows, random_state=self.random_state)
+        self.params_, self.mean_value_ = None, 0.0
+        try:
+            model = fit_customer_base(summary, self.period_days)
+        except (InputDataError, ValueError, ArithmeticError, np.linalg.LinAlgError):
+            return self                     # nothing to fit on: the block stays zero
+        self.params_, self.mean_value_ = model.params, model.mean_value
+        return self
+
+    def transform(self, history: History):
+        from mlcore.clv_baseline import customer_base_from_params, predict_customer_base
+
+        check_is_fitted(self, "mean_value_")
+        out = np.zeros((len(history), 5))
+        summary = purchase_summary(history, self.period_days)
+        has = summary["has"].to_numpy()
+        if self.params_ is None or not has.any():
+            return out
+        model = customer_base_from_params(self.params_, self.mean_value_)
+        pred = predict_customer_base(model, summary[has], self.horizon_days)
+        values = pred[["expected_purchases", "p_alive", "expected_value", "expected_spend"]].to_numpy(float)
+        values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+        out[has] = np.column_stack([np.ones(has.sum()), np.log1p(np.maximum(values[:, 0], 0)), values[:, 1],
+                                    np.log1p(np.maximum(values[:, 2], 0)), np.log1p(np.maximum(values[:, 3], 0))])
+        return out
+
+    def get_feature_names_out(self, input_features=None):
+        return np.array(["cb_fitted", "cb_log_expected_purchases", "cb_p_alive", "cb_log_expected_value",
+                         "cb_log_expected_spend"], dtype=object)
+
+
 class ConceptDiversity(TransformerMixin, BaseEstimator):
     """Entropy and concentration of each sample's concept mix (overall and over the last 180 days)."""
 

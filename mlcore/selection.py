@@ -5,8 +5,10 @@ fits each on the older training rows, scores it on the newer ones by a proper sc
 loss for probabilities, squared error for a mean), keeps the best and refits it on all the rows.
 A classifier may instead be recalibrated (isotonic or sigmoid) when that lowers the log loss of
 rows its map was not fitted on: the model fitted on the older rows then serves, with the map
-fitted on its scores of the newer rows (never on rows the model learnt from). Nothing outside the rows given to ``fit`` is seen: the caller's
-holdout stays a holdout. What was chosen, and why, is in ``selection_``.
+fitted on its scores of the newer rows (never on rows the model learnt from). Nothing outside the
+rows given to ``fit`` is seen: the caller's holdout stays a holdout. With too few rows to split,
+``fallback`` (else the first candidate) is kept: name the most robust one, e.g. the linear model,
+which extrapolates where boosted trees stay flat. What was chosen, and why, is in ``selection_``.
 
 Example:
     >>> from sklearn.linear_model import LogisticRegression
@@ -68,8 +70,10 @@ class SelectedEstimator(BaseEstimator):
     _score_name = ""
 
     def __init__(self, candidates, blend: bool = False, calibrate: bool = False, valid_days: int = 60,
-                 embargo_days: int = 90, valid_fraction: float = 0.2, n_boot: int = 100, random_state: int = 0):
+                 embargo_days: int = 90, valid_fraction: float = 0.2, n_boot: int = 100, random_state: int = 0,
+                 fallback: str | None = None):
         self.candidates = candidates
+        self.fallback = fallback
         self.blend = blend
         self.calibrate = calibrate
         self.valid_days = valid_days
@@ -86,10 +90,17 @@ class SelectedEstimator(BaseEstimator):
                              f"{self.candidates!r}.")
         if len(set(names)) != len(names) or "blend" in names:
             raise ValueError(f"candidate names must be distinct and not 'blend', got {names}.")
+        if self.fallback is not None and self.fallback not in names:
+            raise ValueError(f"{type(self).__name__}: fallback must be one of the candidates {names} or None, "
+                             f"got {self.fallback!r}.")
         check_param(type(self).__name__, "valid_days", self.valid_days, numbers.Integral, 1)
         check_param(type(self).__name__, "embargo_days", self.embargo_days, numbers.Integral, 0)
         check_param(type(self).__name__, "valid_fraction", self.valid_fraction, numbers.Real, 0.01, 0.9)
         check_param(type(self).__name__, "n_boot", self.n_boot, numbers.Integral, 1)
+
+    def _default(self) -> str:
+        """The candidate kept without the evidence to choose: ``fallback``, else the first."""
+        return self.fallback if self.fallback is not None else self.candidates[0][0]
 
     # --- what the subclasses define
     def _predict_one(self, est, X) -> np.ndarray:
@@ -108,13 +119,13 @@ class SelectedEstimator(BaseEstimator):
         self._prepare(y)
         fit, valid = time_order_split(len(y), dates, self.valid_days, self.embargo_days, self.valid_fraction)
         record = {"scoring": self._score_name, "n_fit": int(len(fit)), "n_choose": int(len(valid)),
-                  "default": self.candidates[0][0]}
+                  "default": self._default()}
         if dates is not None and len(valid):
             d = pd.to_datetime(pd.Series(np.asarray(dates)))
             record["choose_window"] = [str(d.iloc[valid].min().date()), str(d.iloc[valid].max().date())]
         names = [name for name, _ in self.candidates]
         why_not = self._too_few(y, fit, valid)
-        chosen, method = names[0], None
+        chosen, method = self._default(), None
         if why_not is None and (len(names) > 1 or self.blend or self.calibrate):
             chosen, method, scores = self._choose(X, y, sample_weight, fit, valid, dates, record)
             record["candidates"] = scores

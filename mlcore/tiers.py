@@ -15,8 +15,8 @@ from sklearn.preprocessing import MaxAbsScaler, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from mlcore.exceptions import ConfigError
-from mlcore.features import (ActivityStats, CoOccurrence, ConceptDiversity, ConceptTfidf, PurchaseHistory,
-                             RecencyConcepts)
+from mlcore.features import (ActivityStats, CoOccurrence, ConceptDiversity, ConceptTfidf, CustomerBase,
+                             PurchaseHistory, RecencyConcepts)
 from mlcore.forest import CompiledForest
 from mlcore.params import check_param
 from mlcore.selection import GuardedRegressor, SelectedClassifier, SelectedRegressor, TwoPartRegressor, SelectedEstimator
@@ -193,16 +193,18 @@ def fast_pipeline(random_state: int = 0) -> Pipeline:
 
 
 def elite_pipeline(random_state: int = 0, k_best: int = 200) -> Pipeline:
-    """Elite tier: recency-weighted concepts, co-occurrence, diversity, activity and purchase history; per target, boosting,
+    """Elite tier: recency-weighted concepts, co-occurrence, diversity, activity, purchase history and
+    the customer-base model's predictions (BG/NBD x Gamma-Gamma); per target, boosting,
     a linear model and their soft vote (classifiers) or three CLV families, chosen on time."""
     def classifier():
         return SelectedClassifier([("boosting", SelectedBoostingClassifier(k_best, random_state=random_state)),
                                    ("logistic", LogisticRegression(C=0.5, max_iter=500))],
-                                  blend=True, calibrate=True, random_state=random_state)
+                                  blend=True, calibrate=True, fallback="logistic", random_state=random_state)
     return Pipeline([
         ("features", FeatureUnion([
             ("recency", RecencyConcepts(half_lives=(30, 120, None))), ("stats", ActivityStats()),
             ("diversity", ConceptDiversity()), ("pairs", CoOccurrence()), ("purchases", PurchaseHistory()),
+            ("customer_base", CustomerBase(random_state=random_state)),
         ])),
         ("scale", MaxAbsScaler()),
         ("model", MultiTargetModel(
@@ -215,7 +217,7 @@ def elite_pipeline(random_state: int = 0, k_best: int = 200) -> Pipeline:
                     SelectedBoostingRegressor(k_best, loss="gamma", random_state=random_state))),
                 ("poisson_boosting", SelectedBoostingRegressor(k_best, loss="poisson", random_state=random_state)),
                 ("poisson_glm", _glm(PoissonRegressor, 0.01)),
-            ], random_state=random_state))),
+            ], fallback="poisson_glm", random_state=random_state))),
     ])
 
 
@@ -226,6 +228,14 @@ def set_selection_window(pipeline: Pipeline, valid_days: int, embargo_days: int)
     for est in (getattr(model, name, None) for name in ("purchase", "churn", "clv")):
         if isinstance(est, SelectedEstimator):
             est.set_params(valid_days=valid_days, embargo_days=embargo_days)
+    return pipeline
+
+
+def set_horizon(pipeline: Pipeline, horizon_days: int) -> Pipeline:
+    """Have the feature blocks that predict a window (the customer-base block) predict ``horizon_days``."""
+    for name, block in pipeline.named_steps["features"].transformer_list:
+        if "horizon_days" in block.get_params():
+            block.set_params(horizon_days=horizon_days)
     return pipeline
 
 

@@ -32,7 +32,7 @@ from mlcore.history_io import (any_transactions, outcome_clients, read_notes, re
 from mlcore.labels import LabelPolicy, combine, outcomes_from_purchase_days
 from mlcore.progress import Progress
 from mlcore.registry import ModelVersion, Registry
-from mlcore.tiers import TARGETS, make_pipeline_for, set_selection_window
+from mlcore.tiers import TARGETS, make_pipeline_for, set_horizon, set_selection_window
 
 log = logging.getLogger(__name__)
 REASONS = ("schedule", "drift", "manual")
@@ -175,6 +175,7 @@ def _train(engine, settings, tier, as_of, reason, random_state, since, bar) -> T
     pipeline = make_pipeline_for(tier, random_state)
     # The candidates of each target are chosen inside the training rows, split like the holdout.
     set_selection_window(pipeline, settings.valid_days, settings.embargo)
+    set_horizon(pipeline, settings.horizon_days)
     bar.step(2, f"fitting on {len(train):,} rows", always=True)
     started = time.perf_counter()
     pipeline.fit(ts.history.take(train), ts.y[train], model__sample_weight=weights,

@@ -106,6 +106,9 @@ def test_too_few_rows_keep_the_default_and_say_why():
     clf = SelectedClassifier([("logistic", LogisticRegression()), ("prior", DummyClassifier())]).fit(X, y)
     assert clf.selection_["chosen"] == "logistic" and "kept the default" in clf.selection_["why"]
     assert "candidates" not in clf.selection_
+    robust = SelectedClassifier([("prior", DummyClassifier()), ("logistic", LogisticRegression())],
+                                fallback="logistic").fit(X, y)
+    assert robust.selection_["chosen"] == robust.selection_["default"] == "logistic"
 
 
 def test_the_guard_keeps_a_regressor_within_its_training_range():
@@ -163,6 +166,7 @@ def test_transformer_parameters_are_validated_with_clear_messages(estimator, mes
     (SelectedClassifier([("a", LogisticRegression())], embargo_days=-1), "embargo_days must be an integer >= 0"),
     (SelectedClassifier([]), "candidates must be a non-empty list"),
     (SelectedClassifier([("a", LogisticRegression()), ("a", LogisticRegression())]), "must be distinct"),
+    (SelectedClassifier([("a", LogisticRegression())], fallback="b"), "fallback must be one of the candidates"),
     (SelectedBoostingClassifier(k_best=0), "k_best must be an integer >= 1, got 0"),
     (SelectedBoostingClassifier(max_iter=True), "max_iter must be an integer >= 1, got True"),
 ])

@@ -159,6 +159,34 @@ def test_purchase_features_see_nothing_dated_after_as_of():
     assert dict(zip(names, x[1]))["log_purchase_days"] == pytest.approx(np.log1p(1))
 
 
+def test_the_customer_base_block_is_the_published_model_on_each_sample_as_of_its_date(tmp_path):
+    """Elite's BG/NBD x GG features: the RFM of each sample as of its own date, nothing later."""
+    from mlcore.features import CustomerBase, build_history, purchase_summary
+    days = purchase_days(pd.read_csv(write_cdnow(tmp_path / "s.csv", "sample"), parse_dates=["date"]))
+    cal_end = pd.Timestamp(CALIBRATION_END)
+    clients = np.sort(days["client_id"].unique())
+    no_notes = pd.DataFrame(columns=["note_id", "client_id", "date"])
+    no_concepts = pd.DataFrame(columns=["note_id", "concept_id", "confidence"])
+    samples = pd.DataFrame({"client_id": clients, "as_of": cal_end})
+    history = build_history(samples, no_notes, no_concepts, days)
+    got = purchase_summary(history).set_index(pd.Index(clients, name="client_id"))
+    want = rfm_summary(days, cal_end.date())
+    pd.testing.assert_frame_equal(got[["frequency", "recency", "T", "monetary_value"]],
+                                  want[["frequency", "recency", "T", "monetary_value"]], check_dtype=False)
+    block = CustomerBase(horizon_days=90).fit(history)
+    assert block.params_["bgnbd"]["r"] == pytest.approx(0.243, abs=0.001)   # the published estimate, as the baseline's
+    x = block.transform(history)
+    assert x.shape == (len(clients), 5) and np.isfinite(x).all() and (x[:, 0] == 1).all()
+    # a sample's features ignore every purchase dated after its as_of
+    later = pd.concat([days, pd.DataFrame({"client_id": clients, "date": cal_end + pd.Timedelta(days=1),
+                                           "amount": 1e4})])
+    np.testing.assert_array_equal(x, block.transform(build_history(samples, no_notes, no_concepts, later)))
+    # a sample without purchases is zero, and so is every sample when there was nothing to fit on
+    none = build_history(pd.DataFrame({"client_id": ["nobody"], "as_of": [cal_end]}), no_notes, no_concepts, days)
+    assert (block.transform(none) == 0).all()
+    assert (CustomerBase().fit(none).transform(history) == 0).all()
+
+
 @pytest.mark.slow
 def test_both_tiers_train_on_transactions_alone_beside_the_customer_base_baseline(engine, settings, tmp_path):
     """No notes, no outcome log: labels come from the CDNOW sample's purchases; BG/NBD x GG is recorded beside."""
