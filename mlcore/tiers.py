@@ -233,10 +233,8 @@ def set_selection_window(pipeline: Pipeline, valid_days: int, embargo_days: int)
 
 def set_horizon(pipeline: Pipeline, horizon_days: int) -> Pipeline:
     """Have the feature blocks that predict a window (the customer-base block) predict ``horizon_days``."""
-    for name, block in pipeline.named_steps["features"].transformer_list:
-        if "horizon_days" in block.get_params():
-            block.set_params(horizon_days=horizon_days)
-    return pipeline
+    keys = [k for k in pipeline.get_params() if k.startswith("features__") and k.endswith("__horizon_days")]
+    return pipeline.set_params(**dict.fromkeys(keys, horizon_days))
 
 
 def make_pipeline_for(tier: str, random_state: int = 0) -> Pipeline:
