@@ -2,16 +2,17 @@
 ### Ingest inbox
 
 Picks up CSV drops from the inbox folder (`CLIENT_SCORING_INBOX`, default `var/inbox`, or the
-`inbox` param): `notes*.csv`, then `note_concepts*.csv` / `concepts*.csv`, then `outcomes*.csv`.
+`inbox` param): `notes*.csv`, then `note_concepts*.csv` / `concepts*.csv`, then `outcomes*.csv`, then
+`transactions*.csv` (point-of-sale lines: `client_id, date, amount`, see the data contract).
 
 1. `claim` — moves every waiting file into `claimed/<run_id>/` (one atomic rename each), together
    with the files a crashed or failed earlier run left in its own `claimed/` folder. The load
    tasks read only from there, so a drop that lands during the run waits whole for the next one.
-2. `load_notes`, `load_concepts`, `load_outcomes` — each file is validated and loaded with
+2. `load_notes`, `load_concepts`, `load_outcomes`, `load_transactions` — each file is validated and loaded with
    `mlcore.ingest` in one transaction, then moved to `processed/` or `rejected/` beside a
    `<file>.report.txt` that says what was loaded or exactly which row and column was wrong. Each
-   task emits its Asset (notes, note_concepts, outcomes) only when it loaded a file, which starts
-   `fast_scoring_on_upload` and `drift_check`; the note_concepts event carries `max_note_date`,
+   task emits its Asset (notes, note_concepts, outcomes, transactions) only when it loaded a file,
+   which starts `fast_scoring_on_upload` (notes) and `drift_check` (outcomes, transactions); the note_concepts event carries `max_note_date`,
    the newest date of the notes it is about, the day the upload is scored for.
 3. `report_rejections` — fails the run when any file was rejected, naming each file and its
    report (the failure alert carries them), after the good files were loaded and announced.
@@ -21,10 +22,10 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
-from client_scoring.assets import CONCEPTS, NOTES, OUTCOMES
+from client_scoring.assets import CONCEPTS, NOTES, OUTCOMES, TRANSACTIONS
 from client_scoring.wiring import default_args
 
-LOADS = ("load_notes", "load_concepts", "load_outcomes")
+LOADS = ("load_notes", "load_concepts", "load_outcomes", "load_transactions")
 
 
 def _load(kind: str, claimed: dict, asset) -> dict:
@@ -88,6 +89,10 @@ def ingest_inbox():
     def load_outcomes(claimed: dict) -> dict:
         return _load("outcomes", claimed, OUTCOMES)
 
+    @task(outlets=[TRANSACTIONS], trigger_rule="none_failed")
+    def load_transactions(claimed: dict) -> dict:
+        return _load("transactions", claimed, TRANSACTIONS)
+
     @task(trigger_rule="none_failed")
     def report_rejections(claimed: dict) -> None:
         """Fail (no retry) when a load task rejected a file; the failure alert names files and reports."""
@@ -106,8 +111,8 @@ def ingest_inbox():
             raise AirflowFailException(message)
 
     claimed = claim()
-    loads = [load_notes(claimed), load_concepts(claimed), load_outcomes(claimed)]
-    loads[0] >> loads[1] >> loads[2]
+    loads = [load_notes(claimed), load_concepts(claimed), load_outcomes(claimed), load_transactions(claimed)]
+    loads[0] >> loads[1] >> loads[2] >> loads[3]
     loads >> report_rejections(claimed)
 
 

@@ -43,19 +43,19 @@ TIER = "elite"
 def nightly_elite_scoring():
     @task
     def check_inputs(params=None) -> dict:
-        """Skip on a fresh install (no notes or no champion yet); fail without fresh notes (mlcore.readiness)."""
+        """Skip on a fresh install (no inputs or no champion yet); fail without fresh notes or transactions."""
         from client_scoring.wiring import engine, enforce, logical_day, settings
         from mlcore.readiness import scoring_readiness
         from mlcore.registry import Registry
-        from mlcore.scoring import note_facts
+        from mlcore.scoring import input_facts
 
         context = get_current_context()
         day = logical_day(context)
         s = settings()
         eng = engine(s)
-        any_notes, newest = note_facts(eng, day)
+        any_inputs, newest = input_facts(eng, day)
         champion = Registry(eng, s.model_store).champion(TIER)
-        enforce(scoring_readiness(TIER, day, any_notes, newest, params["max_staleness_days"],
+        enforce(scoring_readiness(TIER, day, any_inputs, newest, params["max_staleness_days"],
                                   champion.version if champion else None))
         return {"scored_for": str(day), "model_version": champion.version, "run_id": context["run_id"]}
 

@@ -52,14 +52,14 @@ def weekly_retrain():
         import datetime as dt
 
         from client_scoring.wiring import engine, enforce, settings
-        from mlcore.history_io import any_outcomes
+        from mlcore.history_io import any_outcomes, any_transactions
         from mlcore.readiness import training_readiness
         from mlcore.training import train_tier
 
         s = settings()
         eng, as_of = engine(s), dt.date.fromisoformat(spec["as_of"])
-        # A fresh install (no outcomes yet) is skipped, not failed; too few outcomes still fail in train_tier.
-        enforce(training_readiness(spec["tier"], as_of, any_outcomes(eng)))
+        # A fresh install (no outcomes or transactions yet) is skipped, not failed; too few labels fail in train_tier.
+        enforce(training_readiness(spec["tier"], as_of, any_outcomes(eng) or any_transactions(eng)))
         since = dt.date.fromisoformat(spec["since"]) if spec["since"] else None
         res = train_tier(eng, s, spec["tier"], as_of, spec["reason"], since=since)
         return {"tier": spec["tier"], "version": res.model.version, "promoted": res.promoted,

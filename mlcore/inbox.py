@@ -2,7 +2,7 @@
 
 Layout under the inbox folder::
 
-    notes*.csv, note_concepts*.csv, concepts*.csv, outcomes*.csv   dropped files, waiting
+    notes*.csv, note_concepts*.csv, concepts*.csv, outcomes*.csv, transactions*.csv   dropped files, waiting
     claimed/<run>/    the files one run claimed: moved there at its start, one atomic rename each
     processed/        loaded files, each beside <file>.report.txt
     rejected/         rejected files, each beside <file>.report.txt naming the row and column at fault
@@ -15,7 +15,7 @@ its own folder first, so they are loaded then. Producers should write a file und
 
 Example:
     >>> select(["outcomes_1.csv", "notes_2.csv", "readme.txt", "notes_1.csv", "concepts_1.csv"])
-    {'notes': ['notes_1.csv', 'notes_2.csv'], 'concepts': ['concepts_1.csv'], 'outcomes': ['outcomes_1.csv']}
+    {'notes': ['notes_1.csv', 'notes_2.csv'], 'concepts': ['concepts_1.csv'], 'outcomes': ['outcomes_1.csv'], 'transactions': []}
 """
 from __future__ import annotations
 
@@ -34,14 +34,14 @@ from mlcore.ingest import LoadResult, ingest_file
 
 # Load order: concepts refer to notes, so notes go first.
 PATTERNS = {"notes": ("notes*.csv",), "concepts": ("note_concepts*.csv", "concepts*.csv"),
-            "outcomes": ("outcomes*.csv",)}
+            "outcomes": ("outcomes*.csv",), "transactions": ("transactions*.csv",)}
 KINDS = tuple(PATTERNS)
 CLAIMED, PROCESSED, REJECTED = "claimed", "processed", "rejected"
 MAX_CLIENTS_IN_EVENT = 50_000
 
 
 def kind_of(name: str) -> str | None:
-    """The kind of input a file name is (``notes``, ``concepts``, ``outcomes``), or None: not an input."""
+    """The kind of input a file name is (``notes``, ``concepts``, ``outcomes``, ``transactions``), or None."""
     for kind, patterns in PATTERNS.items():
         if any(fnmatch.fnmatchcase(name, p) for p in patterns):
             return kind

@@ -70,12 +70,15 @@ def clients_with_notes(engine: sa.Engine, as_of: dt.date, clients: list[str] | N
     return ids.sort_values(kind="stable").reset_index(drop=True)
 
 
-def note_facts(engine: sa.Engine, day: dt.date) -> tuple[bool, dt.date | None]:
-    """Whether any note is loaded at all, and the newest note dated on or before ``day`` (or None)."""
+def input_facts(engine: sa.Engine, day: dt.date) -> tuple[bool, dt.date | None]:
+    """Whether any note or transaction is loaded at all, and the newest of them dated on or before
+    ``day`` (or None): what a client base known by its notes, its purchases or both is scored from."""
     with engine.connect() as conn:
-        row = conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM notes) AS any_notes, "
-                                   "(SELECT max(date) FROM notes WHERE date <= :d) AS newest"), {"d": day}).one()
-    return bool(row.any_notes), row.newest
+        row = conn.execute(sa.text(
+            "SELECT EXISTS (SELECT 1 FROM notes) OR EXISTS (SELECT 1 FROM transactions) AS any_inputs, "
+            "greatest((SELECT max(date) FROM notes WHERE date <= :d), "
+            "(SELECT max(date) FROM transactions WHERE date <= :d)) AS newest"), {"d": day}).one()
+    return bool(row.any_inputs), row.newest
 
 
 def _history(engine: sa.Engine, clients: pd.Series, as_of: dt.date, ranged: bool):
@@ -301,7 +304,8 @@ def publish(engine: sa.Engine, tier: str, scored_for: dt.date, run_id: str, part
 
 
 def quality_checks(engine: sa.Engine, tier: str, scored_for: dt.date) -> dict:
-    """Check the published slice: one row per client with notes, no nulls, values in range, one model."""
+    """Check the published slice: one row per known client (a note or a transaction by then), no nulls,
+    values in range, one model."""
     with engine.connect() as conn:
         r = conn.execute(sa.text(
             "SELECT count(*) AS rows, count(DISTINCT model_version) AS models, "
@@ -310,11 +314,12 @@ def quality_checks(engine: sa.Engine, tier: str, scored_for: dt.date) -> dict:
             " count(*) FILTER (WHERE purchase_likelihood NOT BETWEEN 0 AND 1 OR churn_risk NOT BETWEEN 0 AND 1 "
             "   OR predicted_clv < 0 OR predicted_clv = 'Infinity') AS out_of_range "
             "FROM predictions WHERE scored_for = :d AND tier = :t"), {"d": scored_for, "t": tier}).one()._asdict()
-        r["clients"] = conn.execute(sa.text("SELECT count(DISTINCT client_id) FROM notes WHERE date <= :d"),
-                                    {"d": scored_for}).scalar_one()
+    known = read_frame(engine, f"SELECT count(*) AS n FROM ({_known_sql(engine)}) known", {"d": scored_for})
+    r["clients"] = int(known["n"].iloc[0])
     failures = []
     if r["rows"] != r["clients"]:
-        failures.append(f"{r['rows']} prediction rows for {r['clients']} clients with notes")
+        failures.append(f"{r['rows']} prediction rows for {r['clients']} clients known by then "
+                        f"(a note or a transaction)")
     if r["nulls"]:
         failures.append(f"{r['nulls']} rows with a null or NaN prediction")
     if r["out_of_range"]:

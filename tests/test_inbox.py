@@ -11,7 +11,7 @@ from mlcore.ingest import LoadResult
 @pytest.mark.parametrize("name, kind", [
     ("notes.csv", "notes"), ("notes_2025-06-01.csv", "notes"),
     ("note_concepts_x.csv", "concepts"), ("concepts.csv", "concepts"),
-    ("outcomes_june.csv", "outcomes"),
+    ("outcomes_june.csv", "outcomes"), ("transactions_2025-06.csv", "transactions"),
     ("notes_x.csv.part", None),          # still being written under another name
     (".notes_x.csv", None), ("Notes.csv", None), ("notes.txt", None), ("notes_x.csv.report.txt", None),
     ("note_x.csv", None), ("clients.csv", None),
@@ -24,8 +24,8 @@ def test_select_orders_kinds_for_loading_and_files_by_name():
     names = ["outcomes_b.csv", "concepts_2.csv", "notes_b.csv", "readme.md", "note_concepts_1.csv", "notes_a.csv"]
     assert select(names) == {"notes": ["notes_a.csv", "notes_b.csv"],
                              "concepts": ["concepts_2.csv", "note_concepts_1.csv"],
-                             "outcomes": ["outcomes_b.csv"]}
-    assert select([]) == {"notes": [], "concepts": [], "outcomes": []}
+                             "outcomes": ["outcomes_b.csv"], "transactions": []}
+    assert select([]) == {"notes": [], "concepts": [], "outcomes": [], "transactions": []}
 
 
 @pytest.mark.parametrize("waiting, leftovers, held, moves", [
@@ -59,14 +59,14 @@ def test_claim_moves_the_waiting_files_and_adopts_leftovers(tmp_path):
     (inbox / "readme.txt").write_text("x")
     c = claim(inbox, "manual__2025-06-01T06:00:00+00:00")
     assert c.folder == inbox / "claimed" / "manual__2025-06-01T06_00_00+00_00"
-    assert c.files == {"notes": ["notes_new.csv"], "concepts": ["concepts_old.csv"], "outcomes": []}
+    assert c.files == {"notes": ["notes_new.csv"], "concepts": ["concepts_old.csv"], "outcomes": [], "transactions": []}
     assert sorted(p.name for p in inbox.iterdir()) == ["claimed", "readme.txt"]
     assert [p.name for p in (inbox / "claimed").iterdir()] == [c.folder.name]      # the empty leftover is gone
 
 
 def test_claim_of_a_missing_or_empty_inbox_creates_nothing(tmp_path):
     c = claim(tmp_path / "absent", "r1")
-    assert not (tmp_path / "absent").exists() and c.files == {"notes": [], "concepts": [], "outcomes": []}
+    assert not (tmp_path / "absent").exists() and c.files == {"notes": [], "concepts": [], "outcomes": [], "transactions": []}
 
 
 def _result(name, clients, newest=None):

@@ -9,12 +9,12 @@ DAY = dt.date(2025, 6, 10)
 
 
 @pytest.mark.parametrize("any_notes, newest, champion, expected, says", [
-    (False, None, None, SKIP, "no notes are loaded yet"),           # fresh install: nothing at all
-    (False, None, 3, SKIP, "no notes are loaded yet"),              # a model but no notes (restored registry)
+    (False, None, None, SKIP, "no notes or transactions are loaded yet"),           # fresh install: nothing at all
+    (False, None, 3, SKIP, "no notes or transactions are loaded yet"),  # a model, no inputs (restored registry)
     (True, DAY, None, SKIP, "no elite champion is registered yet"),  # notes loaded, first model not trained
     (True, dt.date(2024, 1, 1), None, SKIP, "no elite champion"),   # history loaded, not trained: still fresh
-    (True, None, 3, FAIL, "no notes dated on or before 2025-06-10"),  # notes exist, all after the day
-    (True, dt.date(2025, 6, 6), 3, FAIL, "inputs are stale: the newest note is from 2025-06-06, 4 days"),
+    (True, None, 3, FAIL, "no notes or transactions dated on or before 2025-06-10"),  # notes exist, all after the day
+    (True, dt.date(2025, 6, 6), 3, FAIL, "inputs are stale: the newest note or transaction is from 2025-06-06, 4 days"),
     (True, dt.date(2025, 6, 7), 3, RUN, None),                      # exactly max_staleness_days old
     (True, DAY, 3, RUN, None),
 ])
@@ -28,6 +28,7 @@ def test_the_skip_reasons_say_what_to_do():
     no_notes = scoring_readiness("elite", DAY, False, None, 3, None).reason
     no_model = scoring_readiness("elite", DAY, True, DAY, 3, None).reason
     assert "ingest_inbox" in no_notes and "`mlcore ingest notes PATH`" in no_notes
+    assert "`mlcore ingest transactions PATH`" in no_notes
     assert "weekly_retrain" in no_model and "`mlcore train --tier elite`" in no_model
 
 
@@ -40,7 +41,7 @@ def test_training_readiness(any_outcomes, expected):
     assert r.action == expected
     assert (r.reason is None) == (expected == RUN)
     if r.reason:
-        assert "no outcomes are loaded yet" in r.reason and "`mlcore ingest outcomes PATH`" in r.reason
+        assert "no outcomes or transactions are loaded yet" in r.reason and "`mlcore ingest outcomes PATH`" in r.reason
 
 
 @pytest.mark.parametrize("action, reason", [("go", None), (RUN, "why"), (SKIP, None), (FAIL, None)])

@@ -31,18 +31,24 @@ def test_a_rejected_file_fails_the_run_after_the_good_files_are_loaded_and_annou
     inbox = tmp_path / "inbox"
     drop(inbox, notes_good=notes(DAY, "n1", "n2"), note_concepts_good=concepts("n1"),
          notes_bad="note_id,client_id,date\nn9,C9,yesterday\n",
-         outcomes_bad="client_id,purchased,churned,lifetime_value,date\nC1,2,0,5,2025-01-01\n")
+         outcomes_bad="client_id,purchased,churned,lifetime_value,date\nC1,2,0,5,2025-01-01\n",
+         transactions_good="client_id,date,amount\nCn1,2025-03-01,120.50\nC7,2025-03-02,-20\n")
     run = run_once("ingest_inbox", DAY, {"inbox": str(inbox)})
 
     assert str(run.state) == "failed"
     assert states(run) == {"claim": ["success"], "load_notes": ["success"], "load_concepts": ["success"],
-                           "load_outcomes": ["skipped"], "report_rejections": ["failed"]}
+                           "load_outcomes": ["skipped"], "load_transactions": ["success"],
+                           "report_rejections": ["failed"]}
     assert count(scoring_env, "notes") == 2 and count(scoring_env, "note_concepts") == 1
     [(_, notes_event)] = asset_events(NOTES_URI, run)              # the good files are announced
     assert notes_event["files"] == ["notes_good.csv"] and notes_event["rejected"] == ["notes_bad.csv"]
     assert len(asset_events(CONCEPTS_URI, run)) == 1
+    assert count(scoring_env, "transactions") == 2
+    [(_, sales_event)] = asset_events("client_scoring://inputs/transactions", run)
+    assert sales_event["files"] == ["transactions_good.csv"] and sales_event["n_clients"] == 2
     assert sorted(p.name for p in (inbox / "rejected").iterdir()) == [
         "notes_bad.csv", "notes_bad.csv.report.txt", "outcomes_bad.csv", "outcomes_bad.csv.report.txt"]
+    assert "transactions_good.csv" in {p.name for p in (inbox / "processed").iterdir()}
     [(key, title, payload)] = failure_alerts(scoring_env)
     assert key == f"task_failure:ingest_inbox:report_rejections:{run.run_id}"
     assert title == f"Task failed: ingest_inbox.report_rejections ({run.run_id})"

@@ -9,7 +9,8 @@ EXPECTED = {
     "nightly_elite_scoring": {"check_inputs", "plan_partitions", "score_partition", "publish", "quality_checks"},
     "weekly_retrain": {"resolve", "train", "publish_champions"},
     "drift_check": {"check", "alert", "request_retrain"},
-    "ingest_inbox": {"claim", "load_notes", "load_concepts", "load_outcomes", "report_rejections"},
+    "ingest_inbox": {"claim", "load_notes", "load_concepts", "load_outcomes", "load_transactions",
+                     "report_rejections"},
     "fast_scoring_on_upload": {"score_upload"},
 }
 

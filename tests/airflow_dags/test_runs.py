@@ -120,3 +120,25 @@ def test_fast_scoring_before_the_first_fast_model_is_skipped_not_failed(scoring_
     with engine.connect() as conn:
         failures = conn.execute(sa.text("SELECT count(*) FROM alerts WHERE kind = 'task_failure'")).scalar_one()
     assert failures == 0 and count(engine, "predictions") == 0
+
+
+@pytest.mark.slow
+def test_a_client_base_known_by_purchases_alone_is_trained_and_scored_on_schedule(scoring_env, tmp_path):
+    """CDNOW sample, transactions only: the scheduled retrain derives its labels, the nightly run
+    accepts fresh transactions as inputs and scores every customer; stale transactions still fail it."""
+    import pandas as pd
+    from mlcore.datasets import write_cdnow
+    engine = scoring_env
+    sample = pd.read_csv(write_cdnow(tmp_path / "cdnow_sample.csv", "sample"), parse_dates=["date"])
+    sample["date"] = (sample["date"] + pd.DateOffset(years=28)).dt.date    # after the DAGs' start_date
+    sample.to_csv(tmp_path / "shifted.csv", index=False)
+    ingest_file(engine, "transactions", tmp_path / "shifted.csv")
+    with engine.connect() as conn:
+        last = conn.execute(sa.text("SELECT max(date) FROM transactions")).scalar_one()
+    retrain = run_once("weekly_retrain", last, {"reason": "schedule", "tiers": ["elite"]})
+    assert states(retrain).get("train") == ["success"], states(retrain)
+    nightly = run_once("nightly_elite_scoring", last, {"partitions": 2})
+    assert str(nightly.state) == "success" and "skipped" not in str(states(nightly)), states(nightly)
+    assert count(engine, "predictions") == 2357
+    with pytest.raises(RuntimeError, match="check_inputs"):
+        run_dag("nightly_elite_scoring", last + dt.timedelta(days=10))
