@@ -331,9 +331,10 @@ def _client_ids(first: int, n: int) -> np.ndarray:
     return ("C" + pd.Series(np.arange(first, first + n)).astype(str).str.zfill(7)).to_numpy()
 
 
-def _true_outcomes(spec, params, obs_client, obs_day, obs_regime, note_client, note_day,
-                   slot_client, slot_day, concept, noise, C):
-    """Expected outcomes for each observation from the notes as of (day - H)."""
+def _note_scores(spec, params, obs_client, obs_day, obs_regime, note_client, note_day,
+                 slot_client, slot_day, concept, noise, C):
+    """Purchase, churn and spend scores (``s_p``, ``s_c``, ``s_v``, before any intercept) of each
+    observation from the notes as of (day - H), and whether there were any (``has_notes``)."""
     n_obs = len(obs_client)
     as_of = obs_day - spec.horizon_days
     # Pair each observation with the client's real (non-noise) concept rows dated on or before as_of.
@@ -391,6 +392,15 @@ def _true_outcomes(spec, params, obs_client, obs_day, obs_regime, note_client, n
             s_v[m] = ever[m] @ params.w_spend[r] + 0.25 * np.log1p(n_total[m])
         if st.wealth_interaction:
             s_v[m] += 0.6 * st.wealth_interaction * (lifestyle[m] > 0.5) * (recency[m] < 0.5)
+    return {"s_p": s_p, "s_c": s_c, "s_v": s_v, "has_notes": has_notes}
+
+
+def _true_outcomes(spec, params, obs_client, obs_day, obs_regime, note_client, note_day,
+                   slot_client, slot_day, concept, noise, C):
+    """Expected outcomes for each observation from the notes as of (day - H)."""
+    s = _note_scores(spec, params, obs_client, obs_day, obs_regime, note_client, note_day,
+                     slot_client, slot_day, concept, noise, C)
+    s_p, s_c, has_notes = s["s_p"], s["s_c"], s["has_notes"]
     for name, score, target in (("purchase", s_p, 0.35), ("churn", s_c, 0.15)):
         for r in (0, 1):
             m = (obs_regime == r) & has_notes
@@ -403,9 +413,14 @@ def _true_outcomes(spec, params, obs_client, obs_day, obs_regime, note_client, n
     a_c = np.where(obs_regime == 1, alpha("churn", 1), alpha("churn", 0))
     p_purchase = _flip(1 / (1 + np.exp(-(a_p + s_p))))
     p_churn = _flip(1 / (1 + np.exp(-(a_c + s_c))))
-    spend = 1500.0 * np.exp(np.clip(s_v, -2.0, st.spend_cap))
+    spend = _spend(s["s_v"], spec.structure)
     return {"p_purchase": p_purchase, "p_churn": p_churn, "spend": spend,
             "expected_clv": p_purchase * spend, "has_notes": has_notes}
+
+
+def _spend(s_v: np.ndarray, st: Structure) -> np.ndarray:
+    """Expected spend of a purchase from its spend score."""
+    return 1500.0 * np.exp(np.clip(s_v, -2.0, st.spend_cap))
 
 
 def _pair(obs_client, as_of, row_client, row_day):
