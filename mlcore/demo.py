@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
@@ -10,6 +11,7 @@ from mlcore import db
 from mlcore.config import Settings
 from mlcore.evaluation import evaluate, headline
 from mlcore.ingest import ingest_file
+from mlcore.labels import LabelPolicy, derive_outcomes
 from mlcore.scoring import score
 from mlcore.synth import WorldSpec, write_world
 from mlcore.training import train_tier
@@ -25,11 +27,32 @@ FROM model_versions ORDER BY tier, version;"""
 
 
 def truth_ceiling(truth: pd.DataFrame, start: dt.date, end: dt.date) -> dict:
-    """Headline metrics of the true expected outcomes on the rows a model validates on."""
-    t = truth[(truth["date"] >= pd.Timestamp(start)) & (truth["date"] <= pd.Timestamp(end)) & truth["has_notes"]]
+    """Headline metrics of the true expected outcomes on the rows a model validates on: those of
+    clients known as of date - H (``known``; in a world without it, those with notes)."""
+    known = truth["known"] if "known" in truth else truth["has_notes"]
+    t = truth[(truth["date"] >= pd.Timestamp(start)) & (truth["date"] <= pd.Timestamp(end)) & known]
     Y = t[["purchased", "churned", "lifetime_value"]].to_numpy(float)
     P = t[["p_purchase", "p_churn", "expected_clv"]].to_numpy(float)
     return headline(evaluate(Y, P, n_boot=1))
+
+
+def realized_outcomes(world: str | Path, spec: WorldSpec) -> pd.DataFrame:
+    """A written world's outcome rows: its outcomes.csv, or those the label policy derives from its
+    transactions.csv (the clients' first notes count as known), as training derives them."""
+    world = Path(world)
+    if not spec.purchases:
+        return pd.read_csv(world / "outcomes.csv", parse_dates=["date"])
+    notes = pd.read_csv(world / "notes.csv", parse_dates=["date"])
+    derived = derive_outcomes(pd.read_csv(world / "transactions.csv", parse_dates=["date"]),
+                              LabelPolicy(horizon_days=spec.horizon_days), spec.end,
+                              known=notes.groupby("client_id")["date"].min())
+    return derived.assign(date=pd.to_datetime(derived["date"]))
+
+
+def labelled_truth(world: str | Path, spec: WorldSpec) -> pd.DataFrame:
+    """truth.csv with each row's realized outcome (:func:`realized_outcomes`), for :func:`truth_ceiling`."""
+    truth = pd.read_csv(Path(world) / "truth.csv", parse_dates=["date"])
+    return truth.merge(realized_outcomes(world, spec), on=["client_id", "date"])
 
 
 def run_demo(settings: Settings, clients: int = 20_000, seed: int = 7) -> None:
