@@ -13,7 +13,7 @@ from mlcore.evaluation import evaluate, headline
 from mlcore.ingest import ingest_file
 from mlcore.labels import LabelPolicy, derive_outcomes
 from mlcore.scoring import score
-from mlcore.synth import WorldSpec, write_world
+from mlcore.synth import WorldSpec, world_files, write_world
 from mlcore.training import train_tier
 
 QUERIES = """\
@@ -56,21 +56,23 @@ def labelled_truth(world: str | Path, spec: WorldSpec) -> pd.DataFrame:
 
 
 def run_demo(settings: Settings, clients: int = 20_000, seed: int = 7) -> None:
-    world = settings.home / "demo" / f"world-{clients}-{seed}"
+    spec = WorldSpec(n_clients=clients, days=730, seed=seed, horizon_days=settings.horizon_days, purchases=True)
+    world = settings.home / "demo" / f"world-{clients}-{seed}-purchases-h{spec.horizon_days}"
     if not (world / "truth.csv").exists():
-        print(f"generating a synthetic world of {clients} clients over 730 days in {world} ...")
-        write_world(WorldSpec(n_clients=clients, days=730, seed=seed), world)
+        print(f"generating a synthetic world of {clients} clients with notes and purchases over 730 days "
+              f"in {world} ...")
+        write_world(spec, world)
     url = db.database_url(settings)
     engine = db.make_engine(url)
     db.upgrade(engine)
     print(f"scoring database: {engine.url.render_as_string(hide_password=True)}")
-    for kind, name in (("notes", "notes.csv"), ("concepts", "note_concepts.csv"), ("outcomes", "outcomes.csv")):
+    for kind, name in world_files(spec.purchases):
         r = ingest_file(engine, kind, world / name)
         print(f"  ingest {name}: {r.rows_in_file} rows, {r.rows_inserted} new")
-    with engine.connect() as conn:
-        last = conn.execute(sa.text("SELECT max(date) FROM outcomes")).scalar_one()
-    outcomes = pd.read_csv(world / "outcomes.csv", parse_dates=["date"])
-    truth = pd.read_csv(world / "truth.csv", parse_dates=["date"]).merge(outcomes, on=["client_id", "date"])
+    last = spec.end
+    truth = labelled_truth(world, spec)
+    print(f"  outcomes derived from the transactions by the label policy: {len(truth)} rows on "
+          f"{truth['date'].nunique()} dates up to {last}")
     for tier in ("fast", "elite"):
         res = train_tier(engine, settings, tier, as_of=last, reason="manual")
         ceiling = truth_ceiling(truth, last - dt.timedelta(days=settings.valid_days - 1), last)
