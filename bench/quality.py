@@ -8,7 +8,12 @@ truth.csv on the same holdout rows), the model each tier chose and whether the g
 within 0.02 AUC of the best on purchase and churn and within 0.05 of the best CLV R2, Elite >= Fast.
 Figures go to bench/results/quality.json; ``--markdown`` prints the README's table.
 
-Usage: python bench/quality.py [--clients 20000] [--seed 42] [--worlds baseline dense ...]
+``--purchases`` runs the zoo on worlds with transactions (``WorldSpec.purchases``): the
+transactions are loaded instead of an outcome log, training derives the outcomes from them up to
+the world's last day, and the best achievable comes from truth.csv beside the same derived labels
+(figures in bench/results/quality-purchases.json).
+
+Usage: python bench/quality.py [--clients 20000] [--seed 42] [--worlds baseline dense ...] [--purchases]
 """
 from __future__ import annotations
 
@@ -25,18 +30,19 @@ import sqlalchemy as sa
 
 from mlcore import db
 from mlcore.config import Settings
-from mlcore.demo import truth_ceiling
+from mlcore.demo import labelled_truth, truth_ceiling
 from mlcore.ingest import ingest_file
-from mlcore.synth import KINDS, WorldSpec, write_world
+from mlcore.synth import KINDS, WorldSpec, world_files, write_world
 from mlcore.training import train_tier
 
 TARGETS = (("purchase", "auc", 0.02), ("churn", "auc", 0.02), ("clv", "r2", 0.05))
 
 
-def run_world(settings: Settings, server: str, kind: str, clients: int, seed: int) -> dict:
-    work = settings.home / "bench" / f"zoo-{kind}-{clients}-{seed}"
+def run_world(settings: Settings, server: str, kind: str, clients: int, seed: int, purchases: bool = False) -> dict:
+    spec = WorldSpec(n_clients=clients, days=730, seed=seed, kind=kind, purchases=purchases)
+    work = settings.home / "bench" / (f"zoo-{kind}-{clients}-{seed}" + ("-purchases" if purchases else ""))
     if not (work / "truth.csv").exists():
-        write_world(WorldSpec(n_clients=clients, days=730, seed=seed, kind=kind), work)
+        write_world(spec, work)
     name = f"cs_bench_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -44,15 +50,17 @@ def run_world(settings: Settings, server: str, kind: str, clients: int, seed: in
     engine = sa.create_engine(sa.make_url(server).set(database=name))
     # each world's models in a store of its own: the registry sweeps artifacts no row of its database vouches for
     world_settings = dataclasses.replace(settings, home=settings.home / "bench" / f"store-{name}")
-    out = {"kind": kind, "clients": clients, "seed": seed, "tiers": {}}
+    out = {"kind": kind, "clients": clients, "seed": seed, "purchases": purchases, "tiers": {}}
     try:
         db.upgrade(engine)
-        for what, f in (("notes", "notes.csv"), ("concepts", "note_concepts.csv"), ("outcomes", "outcomes.csv")):
+        for what, f in world_files(purchases):
             ingest_file(engine, what, work / f)
-        with engine.connect() as conn:
-            last = conn.execute(sa.text("SELECT max(date) FROM outcomes")).scalar_one()
-        truth = pd.read_csv(work / "truth.csv", parse_dates=["date"]).merge(
-            pd.read_csv(work / "outcomes.csv", parse_dates=["date"]), on=["client_id", "date"])
+        if purchases:
+            last = spec.end         # the labels are derived up to the world's last day, as the truth is
+        else:
+            with engine.connect() as conn:
+                last = conn.execute(sa.text("SELECT max(date) FROM outcomes")).scalar_one()
+        truth = labelled_truth(work, spec)
         out["best_achievable"] = truth_ceiling(truth, last - pd.Timedelta(days=settings.valid_days - 1), last)
         for tier in ("fast", "elite"):
             t0 = time.perf_counter()
@@ -126,17 +134,18 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--worlds", nargs="+", default=list(KINDS), choices=list(KINDS))
     ap.add_argument("--markdown", action="store_true", help="also print the README's table")
+    ap.add_argument("--purchases", action="store_true", help="worlds with transactions, outcomes derived from them")
     args = ap.parse_args()
     settings = Settings.from_env()
     server = db.database_url(settings)
     worlds = []
     for kind in args.worlds:
         t0 = time.perf_counter()
-        worlds.append(run_world(settings, server, kind, args.clients, args.seed))
+        worlds.append(run_world(settings, server, kind, args.clients, args.seed, args.purchases))
         print(f"{kind}: done in {time.perf_counter() - t0:.0f} s", flush=True)
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
-    (out / "quality.json").write_text(json.dumps(worlds, indent=2, default=str))
+    (out / ("quality-purchases.json" if args.purchases else "quality.json")).write_text(json.dumps(worlds, indent=2, default=str))
     report(worlds)
     if args.markdown:
         print("\n" + markdown(worlds))

@@ -68,7 +68,8 @@ def cmd_synth(args, settings):
     from mlcore.synth import WorldSpec, write_world
     spec = WorldSpec(n_clients=args.clients, days=args.days, seed=args.seed, drift_day=args.drift_day,
                      horizon_days=settings.horizon_days, start=args.start, drift_flip_share=args.drift_flip_share,
-                     drift_concepts_per_note=args.drift_concepts_per_note, kind=args.kind)
+                     drift_concepts_per_note=args.drift_concepts_per_note, kind=args.kind,
+                     purchases=args.purchases)
     counts = write_world(spec, args.out)
     print(f"wrote {args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
@@ -197,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--start", type=_date, default=dt.date(2024, 1, 1))
     s.add_argument("--kind", default="baseline", choices=list(_world_kinds()),
                    help="world type: what drives the outcomes (see README, 'A zoo of worlds')")
+    s.add_argument("--purchases", action="store_true",
+                   help="write transactions.csv instead of outcomes.csv (outcomes derived by the label policy)")
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=cmd_synth)
 

@@ -90,7 +90,12 @@ def fit_customer_base(summary: pd.DataFrame, period_days: int = 7, penalizer: fl
     lt = _lifetimes()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        bgf = lt.BetaGeoFitter(penalizer_coef=penalizer).fit(summary["frequency"], summary["recency"], summary["T"])
+        try:
+            bgf = lt.BetaGeoFitter(penalizer_coef=penalizer).fit(summary["frequency"], summary["recency"],
+                                                                  summary["T"])
+        except lt.utils.ConvergenceError as exc:   # the baseline is then skipped, not the training
+            raise InputDataError(f"cannot fit the customer-base baseline: BG/NBD did not converge on "
+                                 f"{len(summary)} clients ({str(exc).strip().splitlines()[0]}).") from exc
         repeat = summary[summary["frequency"] > 0]
         try:
             gg = lt.GammaGammaFitter(penalizer_coef=penalizer).fit(repeat["frequency"], repeat["monetary_value"])

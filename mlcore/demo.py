@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
@@ -10,8 +11,9 @@ from mlcore import db
 from mlcore.config import Settings
 from mlcore.evaluation import evaluate, headline
 from mlcore.ingest import ingest_file
+from mlcore.labels import LabelPolicy, derive_outcomes
 from mlcore.scoring import score
-from mlcore.synth import WorldSpec, write_world
+from mlcore.synth import WorldSpec, world_files, write_world
 from mlcore.training import train_tier
 
 QUERIES = """\
@@ -25,29 +27,52 @@ FROM model_versions ORDER BY tier, version;"""
 
 
 def truth_ceiling(truth: pd.DataFrame, start: dt.date, end: dt.date) -> dict:
-    """Headline metrics of the true expected outcomes on the rows a model validates on."""
-    t = truth[(truth["date"] >= pd.Timestamp(start)) & (truth["date"] <= pd.Timestamp(end)) & truth["has_notes"]]
+    """Headline metrics of the true expected outcomes on the rows a model validates on: those of
+    clients known as of date - H (``known``; in a world without it, those with notes)."""
+    known = truth["known"] if "known" in truth else truth["has_notes"]
+    t = truth[(truth["date"] >= pd.Timestamp(start)) & (truth["date"] <= pd.Timestamp(end)) & known]
     Y = t[["purchased", "churned", "lifetime_value"]].to_numpy(float)
     P = t[["p_purchase", "p_churn", "expected_clv"]].to_numpy(float)
     return headline(evaluate(Y, P, n_boot=1))
 
 
+def realized_outcomes(world: str | Path, spec: WorldSpec) -> pd.DataFrame:
+    """A written world's outcome rows: its outcomes.csv, or those the label policy derives from its
+    transactions.csv (the clients' first notes count as known), as training derives them."""
+    world = Path(world)
+    if not spec.purchases:
+        return pd.read_csv(world / "outcomes.csv", parse_dates=["date"])
+    notes = pd.read_csv(world / "notes.csv", parse_dates=["date"])
+    derived = derive_outcomes(pd.read_csv(world / "transactions.csv", parse_dates=["date"]),
+                              LabelPolicy(horizon_days=spec.horizon_days), spec.end,
+                              known=notes.groupby("client_id")["date"].min())
+    return derived.assign(date=pd.to_datetime(derived["date"]))
+
+
+def labelled_truth(world: str | Path, spec: WorldSpec) -> pd.DataFrame:
+    """truth.csv with each row's realized outcome (:func:`realized_outcomes`), for :func:`truth_ceiling`."""
+    truth = pd.read_csv(Path(world) / "truth.csv", parse_dates=["date"])
+    return truth.merge(realized_outcomes(world, spec), on=["client_id", "date"])
+
+
 def run_demo(settings: Settings, clients: int = 20_000, seed: int = 7) -> None:
-    world = settings.home / "demo" / f"world-{clients}-{seed}"
+    spec = WorldSpec(n_clients=clients, days=730, seed=seed, horizon_days=settings.horizon_days, purchases=True)
+    world = settings.home / "demo" / f"world-{clients}-{seed}-purchases-h{spec.horizon_days}"
     if not (world / "truth.csv").exists():
-        print(f"generating a synthetic world of {clients} clients over 730 days in {world} ...")
-        write_world(WorldSpec(n_clients=clients, days=730, seed=seed), world)
+        print(f"generating a synthetic world of {clients} clients with notes and purchases over 730 days "
+              f"in {world} ...")
+        write_world(spec, world)
     url = db.database_url(settings)
     engine = db.make_engine(url)
     db.upgrade(engine)
     print(f"scoring database: {engine.url.render_as_string(hide_password=True)}")
-    for kind, name in (("notes", "notes.csv"), ("concepts", "note_concepts.csv"), ("outcomes", "outcomes.csv")):
+    for kind, name in world_files(spec.purchases):
         r = ingest_file(engine, kind, world / name)
         print(f"  ingest {name}: {r.rows_in_file} rows, {r.rows_inserted} new")
-    with engine.connect() as conn:
-        last = conn.execute(sa.text("SELECT max(date) FROM outcomes")).scalar_one()
-    outcomes = pd.read_csv(world / "outcomes.csv", parse_dates=["date"])
-    truth = pd.read_csv(world / "truth.csv", parse_dates=["date"]).merge(outcomes, on=["client_id", "date"])
+    last = spec.end
+    truth = labelled_truth(world, spec)
+    print(f"  outcomes derived from the transactions by the label policy: {len(truth)} rows on "
+          f"{truth['date'].nunique()} dates up to {last}")
     for tier in ("fast", "elite"):
         res = train_tier(engine, settings, tier, as_of=last, reason="manual")
         ceiling = truth_ceiling(truth, last - dt.timedelta(days=settings.valid_days - 1), last)

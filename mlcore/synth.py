@@ -7,6 +7,12 @@ an occasion x intent interaction), so ``truth.csv`` holds the best achievable pr
 outcome row: the ceiling any model of the notes can reach. ``drift_day`` changes the relationship
 between concepts and outcomes from that day on, and shifts the concept mix of later notes.
 
+With ``purchases`` the world writes what clients bought (``transactions.csv``) instead of an
+outcome log, and the outcomes are those the label policy derives from it (:mod:`mlcore.labels`).
+Purchases are a Poisson process whose rate is constant on 30-day blocks and set, for the block
+starting on day b, by the notes and the client's own purchase days as of b - H; so every rate of
+an outcome window (d - H, d] is known at d - H and the truth on the policy's grid is exact.
+
 Example:
     >>> from mlcore.synth import WorldSpec, write_world
     >>> write_world(WorldSpec(n_clients=1000, days=730, seed=7), "data/world")  # doctest: +SKIP
@@ -22,6 +28,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from mlcore.exceptions import ConfigError
+from mlcore.labels import LabelPolicy, outcome_dates
 from mlcore.progress import Progress
 from mlcore.taxonomy import LANGUAGES, taxonomy
 
@@ -31,6 +38,20 @@ _TAU_DAYS = 60.0          # decay of concept evidence in the true outcome model
 _NOISE_SHARE = 0.08       # share of concept rows that are extractor false positives
 _LABEL_FLIP = 0.03        # label noise on both binary outcomes
 _SPEND_SIGMA = 0.6        # log-normal noise of spend around its expectation
+_BLOCK_DAYS = 30          # purchase worlds: the purchase rate is constant on blocks of this many days
+_PURCHASE_TARGET = 0.35   # share of known clients expected to buy in H days (calibrated per block)
+_RATE_FLOOR, _RATE_TOP = 0.05, 3.0   # expected purchases in H days of a known client: floor + top x sigmoid
+_ACQUIRE = 0.12           # expected purchases in H days of a client nothing is known about yet
+STORES = ("paris-saint-honore", "london-bond-street", "new-york-fifth-avenue", "tokyo-ginza", "dubai-mall",
+          "milan-montenapoleone", "hong-kong-landmark", "online")
+#: Purchase categories and a typical amount of one line (EUR): a line's category follows its amount.
+CATEGORIES = (("fragrance_beauty", 250.0), ("accessories", 650.0), ("shoes", 950.0), ("ready_to_wear", 2200.0),
+              ("leather_goods", 3200.0), ("watches", 9000.0), ("jewelry", 7000.0))
+# taste dimensions x categories: which tastes lean to which category
+_CATEGORY_TASTES = np.array([[0.6, 0.0, -0.3, 0.4, 0.0, 0.0, 0.5],
+                             [0.0, 0.5, 0.4, 0.0, -0.3, 0.6, 0.0],
+                             [-0.3, 0.0, 0.0, 0.6, 0.5, 0.0, 0.0],
+                             [0.0, 0.4, 0.0, -0.3, 0.0, 0.4, 0.6]])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +104,8 @@ class WorldSpec:
         outcome_gap_days: Range of days between two logged outcomes of a client.
         chunk_clients: Clients generated per chunk (bounds memory).
         kind: The world type, a key of :data:`KINDS` (``baseline``: the project's own world).
+        purchases: Write the clients' transactions instead of an outcome log: outcomes are then
+            derived from them by the label policy (:mod:`mlcore.labels`), and the truth is on its grid.
     """
 
     n_clients: int = 10_000
@@ -98,10 +121,16 @@ class WorldSpec:
     outcome_gap_days: tuple[int, int] = (60, 240)
     chunk_clients: int = 50_000
     kind: str = "baseline"
+    purchases: bool = False
 
     @property
     def structure(self) -> Structure:
         return KINDS[self.kind]
+
+    @property
+    def end(self) -> dt.date:
+        """The last simulated day."""
+        return self.start + dt.timedelta(days=self.days - 1)
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -207,7 +236,7 @@ def _sample_rows(cdf_flat: np.ndarray, rows: np.ndarray, n_cols: int, rng) -> np
 
 
 def _generate_chunk(spec: WorldSpec, params: _Params, tax: pd.DataFrame, first: int, n: int,
-                    first_note: int, rng: np.random.Generator):
+                    first_note: int, rng: np.random.Generator, first_tx: int = 0):
     C = len(tax)
     z = rng.normal(size=(n, N_TRAITS))
     # --- notes: Poisson process per client, thinned after a client lapses (low loyalty lapses more)
@@ -307,6 +336,24 @@ def _generate_chunk(spec: WorldSpec, params: _Params, tax: pd.DataFrame, first: 
         "detection_method": np.array(["rule", "ml", "llm"])[method],
         "confidence": np.round(confidence, 4),
     })
+    if spec.purchases:
+        # its own stream: the notes and concepts stay those of the same world without purchases
+        tx_rng = np.random.default_rng([spec.seed, first, 2])
+        note_rows = (note_client, note_day, slot_client, note_day[slot_note], concept, noise, C)
+        process = _purchase_process(spec, params, n, note_rows, tx_rng)
+        truth = _purchase_truth(spec, process, n)
+        transactions = _transaction_lines(spec, z, process, first_tx, ids, tx_rng)
+        truth_frame = pd.DataFrame({
+            "client_id": ids[truth["client"]],
+            "date": start + truth["day"].astype("timedelta64[D]"),
+            "p_purchase": truth["p_purchase"],
+            "p_churn": truth["p_churn"],
+            "expected_clv": truth["expected_clv"],
+            "regime": (truth["day"] >= spec.drift_day).astype(int) if spec.drift_day else 0,
+            "has_notes": truth["has_notes"],
+            "known": True,
+        })
+        return notes, concepts, transactions, truth_frame
     obs_dates = start + obs_day.astype("timedelta64[D]")
     outcomes = pd.DataFrame({
         "client_id": ids[obs_client],
@@ -331,9 +378,10 @@ def _client_ids(first: int, n: int) -> np.ndarray:
     return ("C" + pd.Series(np.arange(first, first + n)).astype(str).str.zfill(7)).to_numpy()
 
 
-def _true_outcomes(spec, params, obs_client, obs_day, obs_regime, note_client, note_day,
-                   slot_client, slot_day, concept, noise, C):
-    """Expected outcomes for each observation from the notes as of (day - H)."""
+def _note_scores(spec, params, obs_client, obs_day, obs_regime, note_client, note_day,
+                 slot_client, slot_day, concept, noise, C):
+    """Purchase, churn and spend scores (``s_p``, ``s_c``, ``s_v``, before any intercept) of each
+    observation from the notes as of (day - H), and whether there were any (``has_notes``)."""
     n_obs = len(obs_client)
     as_of = obs_day - spec.horizon_days
     # Pair each observation with the client's real (non-noise) concept rows dated on or before as_of.
@@ -391,6 +439,15 @@ def _true_outcomes(spec, params, obs_client, obs_day, obs_regime, note_client, n
             s_v[m] = ever[m] @ params.w_spend[r] + 0.25 * np.log1p(n_total[m])
         if st.wealth_interaction:
             s_v[m] += 0.6 * st.wealth_interaction * (lifestyle[m] > 0.5) * (recency[m] < 0.5)
+    return {"s_p": s_p, "s_c": s_c, "s_v": s_v, "has_notes": has_notes}
+
+
+def _true_outcomes(spec, params, obs_client, obs_day, obs_regime, note_client, note_day,
+                   slot_client, slot_day, concept, noise, C):
+    """Expected outcomes for each observation from the notes as of (day - H)."""
+    s = _note_scores(spec, params, obs_client, obs_day, obs_regime, note_client, note_day,
+                     slot_client, slot_day, concept, noise, C)
+    s_p, s_c, has_notes = s["s_p"], s["s_c"], s["has_notes"]
     for name, score, target in (("purchase", s_p, 0.35), ("churn", s_c, 0.15)):
         for r in (0, 1):
             m = (obs_regime == r) & has_notes
@@ -403,9 +460,14 @@ def _true_outcomes(spec, params, obs_client, obs_day, obs_regime, note_client, n
     a_c = np.where(obs_regime == 1, alpha("churn", 1), alpha("churn", 0))
     p_purchase = _flip(1 / (1 + np.exp(-(a_p + s_p))))
     p_churn = _flip(1 / (1 + np.exp(-(a_c + s_c))))
-    spend = 1500.0 * np.exp(np.clip(s_v, -2.0, st.spend_cap))
+    spend = _spend(s["s_v"], spec.structure)
     return {"p_purchase": p_purchase, "p_churn": p_churn, "spend": spend,
             "expected_clv": p_purchase * spend, "has_notes": has_notes}
+
+
+def _spend(s_v: np.ndarray, st: Structure) -> np.ndarray:
+    """Expected spend of a purchase from its spend score."""
+    return 1500.0 * np.exp(np.clip(s_v, -2.0, st.spend_cap))
 
 
 def _pair(obs_client, as_of, row_client, row_day):
@@ -423,11 +485,12 @@ def _pair(obs_client, as_of, row_client, row_day):
     return obs_idx[ok], order[pos[ok]], age[ok]
 
 
-def _calibrate_intercept(score: np.ndarray, target: float) -> float:
+def _calibrate_intercept(score: np.ndarray, target: float, prob=lambda x: 1 / (1 + np.exp(-x))) -> float:
+    """The intercept a whose mean ``prob(a + score)`` is ``target`` (``prob`` increasing; default: logistic)."""
     lo, hi = -20.0, 20.0
     for _ in range(60):
         mid = (lo + hi) / 2
-        if np.mean(1 / (1 + np.exp(-(mid + score)))) < target:
+        if np.mean(prob(mid + score)) < target:
             lo = mid
         else:
             hi = mid
@@ -446,8 +509,133 @@ def _draw_labels(truth, rng, sigma: float = _SPEND_SIGMA):
             "lifetime_value": purchased * truth["spend"] * noise}
 
 
+def _purchase_process(spec: WorldSpec, params: _Params, n: int, note_rows: tuple, rng: np.random.Generator) -> dict:
+    """Purchases of ``n`` clients: a Poisson process whose daily rate is constant on blocks of
+    :data:`_BLOCK_DAYS` days and set, for the block starting on day b, by what is observable as of
+    b - H: the notes (:func:`_note_scores` of the observation (client, b)) and the client's own
+    purchase days. Blocks are drawn in order, so the purchases a block's rate depends on exist.
+
+    Returns:
+        ``rate`` and ``mean`` (clients x blocks: purchases per day, mean amount of a purchase),
+        ``starts`` and ``lengths`` of the blocks, one entry per purchase in ``client``, ``day``,
+        ``amount``, and each client's ``first_note`` day (inf: none).
+    """
+    H, st = spec.horizon_days, spec.structure
+    note_client, note_day = note_rows[0], note_rows[1]
+    first_note = np.full(n, np.inf)
+    np.minimum.at(first_note, note_client, note_day)
+    starts = np.arange(0, spec.days, _BLOCK_DAYS)
+    lengths = np.minimum(_BLOCK_DAYS, spec.days - starts)
+    rate, mean = np.zeros((n, len(starts))), np.zeros((n, len(starts)))
+    clients = np.arange(n)
+    buy_client, buy_day = np.zeros(0, np.int64), np.zeros(0, np.int64)      # distinct purchase days
+    events = []
+    for k, (b, length) in enumerate(zip(starts, lengths)):
+        t = b - H
+        regime = int(bool(spec.drift_day) and b >= spec.drift_day)
+        s = _note_scores(spec, params, clients, np.full(n, b), np.full(n, regime), *note_rows)
+        seen = buy_day <= t
+        last = np.full(n, -np.inf)
+        np.maximum.at(last, buy_client[seen], buy_day[seen])
+        recent = np.bincount(buy_client[seen & (buy_day > t - 365)], minlength=n)
+        bought = last > -np.inf
+        # frequent recent buyers buy again; a known client who never bought is like a lapsed one
+        history = np.where(bought, 0.9 * np.log1p(recent) - 0.8 * np.minimum((t - last) / 180.0, 2.0), -0.8)
+        score = s["s_p"] - 0.5 * s["s_c"] + history
+        known = bought | (first_note <= t)
+        if ("rate", k) not in params.alpha:
+            params.alpha[("rate", k)] = (
+                _calibrate_intercept(score[known], _PURCHASE_TARGET, lambda x: 1 - np.exp(-_per_horizon(x)))
+                if known.sum() >= 100 else params.alpha.get(("rate", k - 1), 0.0))
+        rate[:, k] = np.where(known, _per_horizon(params.alpha[("rate", k)] + score), _ACQUIRE) / H
+        mean[:, k] = _spend(s["s_v"], st)
+        count = rng.poisson(rate[:, k] * length)
+        client = np.repeat(clients, count)
+        day = b + rng.integers(0, length, len(client))
+        events.append((client, day, mean[client, k] * rng.lognormal(-st.spend_sigma**2 / 2, st.spend_sigma,
+                                                                     len(client))))
+        key = np.unique(client * spec.days + day)
+        buy_client, buy_day = np.concatenate([buy_client, key // spec.days]), np.concatenate([buy_day, key % spec.days])
+    client, day, amount = (np.concatenate(parts) for parts in zip(*events))
+    return {"rate": rate, "mean": mean, "starts": starts, "lengths": lengths, "client": client, "day": day,
+            "amount": amount, "first_note": first_note}
+
+
+def _per_horizon(x):
+    """Expected purchases in H days of a known client with intensity score ``x``: bounded both ways."""
+    return _RATE_FLOOR + _RATE_TOP / (1 + np.exp(-x))
+
+
+def _purchase_truth(spec: WorldSpec, process: dict, n: int) -> dict:
+    """The true expected outcomes on the label policy's grid (:mod:`mlcore.labels`) for every client
+    known as of d - H (a note or a purchase by then): every rate of the window (d - H, d] is set as of
+    d - H, so the number of purchases in it is Poisson with a known mean."""
+    policy = LabelPolicy(horizon_days=spec.horizon_days)
+    H, A = policy.horizon_days, policy.active
+    grid = outcome_dates(spec.start, spec.end, policy)
+    key = np.unique(process["client"] * spec.days + process["day"])
+    buy_client, buy_day = key // spec.days, key % spec.days
+    first_buy = np.full(n, np.inf)
+    np.minimum.at(first_buy, buy_client, buy_day)
+    starts, ends = process["starts"], process["starts"] + process["lengths"]
+    value_rate = process["rate"] * process["mean"]
+    out = {k: [] for k in ("client", "day", "p_purchase", "p_churn", "expected_clv", "has_notes")}
+    for date in grid:
+        d = (date - spec.start).days
+        t = d - H
+        known = np.flatnonzero((process["first_note"] <= t) | (first_buy <= t))
+        overlap = np.clip(np.minimum(ends, d + 1) - np.maximum(starts, t + 1), 0, None)
+        expected = process["rate"][known] @ overlap
+        active = np.bincount(buy_client[(buy_day > t - A) & (buy_day <= t)], minlength=n)[known] > 0
+        out["client"].append(known)
+        out["day"].append(np.full(len(known), d))
+        out["p_purchase"].append(1 - np.exp(-expected))
+        out["p_churn"].append(active * np.exp(-expected))
+        out["expected_clv"].append(value_rate[known] @ overlap)
+        out["has_notes"].append(process["first_note"][known] <= t)
+    out = {k: np.concatenate(v) for k, v in out.items()}
+    order = np.lexsort((out["day"], out["client"]))
+    return {k: v[order] for k, v in out.items()}
+
+
+def _transaction_lines(spec: WorldSpec, z: np.ndarray, process: dict, first_tx: int, ids: np.ndarray,
+                       rng: np.random.Generator) -> pd.DataFrame:
+    """One receipt per purchase of ``process``, split into one to three lines; a line's category
+    follows its amount (fragrance is cheap, high jewelry is not) and the client's tastes, its store
+    mostly the client's home boutique. Every amount is positive: returns are not simulated."""
+    n_tx = len(process["client"])
+    order = np.lexsort((process["day"], process["client"]))
+    client, day, amount = process["client"][order], process["day"][order], process["amount"][order]
+    home = rng.choice(len(STORES), len(z), p=[0.2, 0.15, 0.15, 0.12, 0.1, 0.1, 0.08, 0.1])
+    away = rng.random(n_tx)
+    store = np.where(away < 0.85, home[client], rng.integers(0, len(STORES), n_tx))
+    n_lines = 1 + (rng.random(n_tx) < 0.25) + (rng.random(n_tx) < 0.08)
+    tx = np.repeat(np.arange(n_tx), n_lines)
+    share = rng.gamma(2.0, size=len(tx))
+    share /= np.bincount(tx, weights=share)[tx]
+    line_amount = np.maximum(np.round(amount[tx] * share, 2), 0.01)
+    price = np.log([c[1] for c in CATEGORIES])
+    fit = -((np.log(line_amount)[:, None] - price[None, :]) ** 2) / (2 * 0.8**2)
+    taste = z[client[tx]][:, 4:8] @ _CATEGORY_TASTES + 0.5 * z[client[tx], _WEALTH, None] * (price > np.log(3000))
+    category = np.argmax(fit + taste + rng.gumbel(size=fit.shape), axis=1)
+    quantity = 1 + (rng.random(len(tx)) < 0.06)
+    # a transaction_id names one line (the data contract); its receipt number is the purchase's
+    receipt = "T" + pd.Series(np.arange(first_tx, first_tx + n_tx), dtype="int64").astype(str).str.zfill(9)
+    line_no = np.arange(len(tx)) - np.repeat(np.cumsum(n_lines) - n_lines, n_lines) + 1
+    return pd.DataFrame({
+        "client_id": ids[client[tx]],
+        "date": np.datetime64(spec.start) + day[tx].astype("timedelta64[D]"),
+        "amount": line_amount,
+        "transaction_id": receipt.to_numpy()[tx] + "-" + line_no.astype(str),
+        "store": np.asarray(STORES)[store[tx]],
+        "category": np.array([c[0] for c in CATEGORIES])[category],
+        "quantity": quantity,
+    })
+
+
 def write_world(spec: WorldSpec, out: str | Path) -> dict:
-    """Write notes.csv, note_concepts.csv, outcomes.csv, truth.csv and taxonomy.csv to ``out``.
+    """Write notes.csv, note_concepts.csv, outcomes.csv (transactions.csv with ``spec.purchases``),
+    truth.csv and taxonomy.csv to ``out``.
 
     Returns:
         Row counts per file.
@@ -457,14 +645,14 @@ def write_world(spec: WorldSpec, out: str | Path) -> dict:
     tax = taxonomy()
     rng = np.random.default_rng(spec.seed)
     params = _draw_params(rng, tax, spec.drift_flip_share, spec.structure)
-    names = {"notes": "notes.csv", "concepts": "note_concepts.csv", "outcomes": "outcomes.csv",
-             "truth": "truth.csv"}
+    names = {**dict(world_files(spec.purchases)), "truth": "truth.csv"}
     counts = dict.fromkeys(names, 0)
     with Progress(f"synth {out.name}", total=spec.n_clients, unit="clients") as bar:
         for first in range(0, spec.n_clients, spec.chunk_clients):
             n = min(spec.chunk_clients, spec.n_clients - first)
             chunk_rng = np.random.default_rng([spec.seed, first])
-            frames = _generate_chunk(spec, params, tax, first, n, counts["notes"], chunk_rng)
+            frames = _generate_chunk(spec, params, tax, first, n, counts["notes"], chunk_rng,
+                                     counts.get("transactions", 0))
             for key, frame in zip(names, frames):
                 frame.to_csv(out / names[key], mode="w" if first == 0 else "a", header=first == 0, index=False,
                              date_format="%Y-%m-%d")
@@ -472,6 +660,12 @@ def write_world(spec: WorldSpec, out: str | Path) -> dict:
             bar.step(first + n, f"{counts['notes']:,} notes")
     tax[["concept_id", "bucket"] + [f"alias_{lang}" for lang in LANGUAGES]].to_csv(out / "taxonomy.csv", index=False)
     return counts
+
+
+def world_files(purchases: bool = False) -> tuple[tuple[str, str], ...]:
+    """(ingest kind, file name) of each file a world holds for loading, in loading order."""
+    last = ("transactions", "transactions.csv") if purchases else ("outcomes", "outcomes.csv")
+    return (("notes", "notes.csv"), ("concepts", "note_concepts.csv"), last)
 
 
 def rows_by_day(world: str | Path, start: dt.date) -> dict[str, pd.DataFrame]:

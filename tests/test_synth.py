@@ -4,9 +4,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from mlcore.demo import realized_outcomes, truth_ceiling
 from mlcore.exceptions import ConfigError
-from mlcore.ingest import read_contract_csv
-from mlcore.synth import KINDS, WorldSpec, write_world
+from mlcore.ingest import ingest_file, read_contract_csv
+from mlcore.synth import KINDS, WorldSpec, world_files, write_world
 from mlcore.taxonomy import BUCKETS, taxonomy
 
 
@@ -49,6 +50,15 @@ def test_same_seed_same_world(tmp_path):
         assert (a / name).read_bytes() == (b / name).read_bytes()
     notes = pd.read_csv(a / "notes.csv")
     assert notes["note_id"].is_unique and notes["client_id"].nunique() > 250
+    # purchases draw from streams of their own: the same seed's notes and concepts, and again the same
+    p, q = tmp_path / "p", tmp_path / "q"
+    for out in (p, q):
+        write_world(WorldSpec(n_clients=300, seed=3, chunk_clients=100, purchases=True), out)
+    for name in ("notes.csv", "note_concepts.csv"):
+        assert (p / name).read_bytes() == (a / name).read_bytes()
+    for name in ("transactions.csv", "truth.csv"):
+        assert (p / name).read_bytes() == (q / name).read_bytes()
+    assert not (p / "outcomes.csv").exists()
 
 
 def test_truth_is_informative_and_drift_changes_the_relationship(drift_world):
@@ -140,3 +150,81 @@ def test_world_kinds_differ_in_what_drives_the_outcomes(tmp_path_factory):
     cv = {k: (lambda v: v.std() / v.mean())(f[k]["outcomes"].query("lifetime_value > 0")["lifetime_value"])
           for k in ("baseline", "value_apart")}
     assert cv["value_apart"] > 1.25 * cv["baseline"]                       # heavier tails (1.83 vs 1.30)
+
+
+PURCHASES = WorldSpec(n_clients=2000, days=730, seed=9, purchases=True)
+
+
+@pytest.fixture(scope="module")
+def purchase_world(tmp_path_factory):
+    """A 2,000-client world with transactions: its files, and truth.csv beside the derived outcomes."""
+    out = tmp_path_factory.mktemp("purchases")
+    write_world(PURCHASES, out)
+    truth = pd.read_csv(out / "truth.csv", parse_dates=["date"])
+    both = truth.merge(realized_outcomes(out, PURCHASES), on=["client_id", "date"], how="outer", indicator=True)
+    return out, both
+
+
+def test_a_purchase_world_writes_transactions_instead_of_outcomes(purchase_world):
+    out, _ = purchase_world
+    assert not (out / "outcomes.csv").exists()
+    tx = read_contract_csv("transactions", (out / "transactions.csv").read_bytes(), "transactions.csv")
+    assert (tx["amount"] > 0).all() and tx["transaction_id"].is_unique
+    assert tx["store"].nunique() >= 5 and tx["category"].nunique() >= 5 and set(tx["quantity"]) == {1, 2}
+    per_day = tx.groupby(["client_id", "date"])["amount"].sum()
+    assert per_day.quantile(0.99) > 5 * per_day.median()                   # heavy tail
+    buyers, noted = set(tx["client_id"]), set(pd.read_csv(out / "notes.csv")["client_id"])
+    assert len(buyers - noted) > 50 and len(noted - buyers) > 50           # purchases only, notes only
+
+
+def test_the_purchase_truth_is_on_the_derived_rows_and_calibrated(purchase_world):
+    _, both = purchase_world
+    assert (both["_merge"] == "both").all()                    # exactly the rows the label policy derives
+    assert both["known"].all() and 0.8 < both["has_notes"].mean() < 0.98
+    assert abs(both["p_purchase"].mean() - 0.35) < 0.03
+    for label, truth in (("purchased", "p_purchase"), ("churned", "p_churn")):
+        assert abs(both[label].mean() - both[truth].mean()) < 0.02
+        bins = pd.qcut(both[truth].rank(method="first"), 5, labels=False)
+        by_bin = both.groupby(bins)[[label, truth]].mean()
+        assert (by_bin[label] - by_bin[truth]).abs().max() < 0.04              # calibrated across the range
+    assert abs(both["lifetime_value"].mean() / both["expected_clv"].mean() - 1) < 0.1
+    assert roc_auc_score(both["purchased"], both["p_purchase"]) > 0.72
+    assert roc_auc_score(both["churned"], both["p_churn"]) > 0.85
+
+
+def test_purchase_history_and_notes_both_drive_purchases(purchase_world):
+    out, both = purchase_world
+    days = pd.read_csv(out / "transactions.csv", parse_dates=["date"])[["client_id", "date"]].drop_duplicates()
+    rows = both.assign(as_of=both["date"] - pd.Timedelta(days=PURCHASES.horizon_days)).sort_values("as_of")
+    last = pd.merge_asof(rows, days.rename(columns={"date": "last"}).sort_values("last"), left_on="as_of",
+                         right_on="last", by="client_id")
+    age = (last["as_of"] - last["last"]).dt.days
+    assert roc_auc_score(last["purchased"], -age.fillna(10_000)) > 0.58    # days since the last purchase alone
+    never = last[age.isna()]                                                 # known by their notes only
+    assert roc_auc_score(never["purchased"], never["p_purchase"]) > 0.62
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_every_world_kind_has_purchases_on_demand(tmp_path, kind):
+    spec = WorldSpec(n_clients=600, days=400, seed=4, kind=kind, purchases=True)
+    write_world(spec, tmp_path)
+    read_contract_csv("transactions", (tmp_path / "transactions.csv").read_bytes(), "transactions.csv")
+    truth = pd.read_csv(tmp_path / "truth.csv", parse_dates=["date"])
+    derived = realized_outcomes(tmp_path, spec)
+    assert len(truth) > 1000 and len(truth.merge(derived, on=["client_id", "date"])) == len(truth) == len(derived)
+
+
+def test_a_purchase_world_loads_and_trains(engine, settings, purchase_world):
+    """Notes, concepts and transactions through ingest_file; Fast learns from the derived outcomes and
+    its holdout rows are the truth's (the clients known by a note or a purchase)."""
+    from mlcore.training import train_tier
+
+    out, both = purchase_world
+    for kind, name in world_files(purchases=True):
+        ingest_file(engine, kind, out / name)
+    res = train_tier(engine, settings, "fast", as_of=PURCHASES.end, reason="manual")
+    start = PURCHASES.end - pd.Timedelta(days=settings.valid_days - 1)
+    holdout = both[both["date"] >= pd.Timestamp(start)]
+    assert res.n_valid == len(holdout) and res.n_train > 10_000
+    best = truth_ceiling(both, start, PURCHASES.end)
+    assert 0.65 < res.metrics["purchase"]["auc"]["value"] <= best["purchase"] + 0.02

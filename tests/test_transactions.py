@@ -116,6 +116,21 @@ def test_labels_are_point_in_time_and_an_explicit_log_takes_precedence():
         LabelPolicy(every_days=0)
 
 
+def test_a_bg_nbd_fit_that_does_not_converge_is_an_input_error(monkeypatch):
+    """Training records the baseline as skipped on an InputDataError; lifetimes' ConvergenceError stopped it
+    (seen on a sparse synthetic world with purchases at 20,000 clients)."""
+    from mlcore.clv_baseline import _lifetimes
+    lt = _lifetimes()
+
+    def diverge(self, *args, **kwargs):
+        raise lt.utils.ConvergenceError("\nThe model did not converge. Try adding a larger penalizer.")
+    monkeypatch.setattr(lt.BetaGeoFitter, "fit", diverge)
+    summary = pd.DataFrame({"frequency": [0, 1, 2] * 5, "recency": [0.0, 3.0, 9.0] * 5, "T": [10.0] * 15,
+                            "monetary_value": [0.0, 5.0, 7.0] * 5})
+    with pytest.raises(InputDataError, match="BG/NBD did not converge on 15 clients .The model did not converge"):
+        fit_customer_base(summary)
+
+
 @pytest.mark.slow
 def test_cdnow_sample_through_the_cli_reproduces_the_published_estimates(engine, tmp_path):
     """The 2,357-customer CDNOW sample loaded with `mlcore ingest transactions`, read back from the database:
