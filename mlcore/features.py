@@ -17,6 +17,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import TfidfTransformer
 from sklearn.utils.validation import check_is_fitted
 
+from mlcore.clv_baseline import customer_base_from_params, fit_customer_base, predict_customer_base
+from mlcore.exceptions import InputDataError
 from mlcore.params import check_param
 
 
@@ -286,6 +288,22 @@ class ActivityStats(_DenseStats):
                          "mean_confidence", "concepts_per_note", "log_notes_per_year"], dtype=object)
 
 
+def _purchase_stats(history: History) -> dict:
+    """Per sample: its purchase days' ``count``, youngest age ``last`` (inf without any), oldest age
+    ``first`` (-1 without any) and ``total`` spend; ``rows``, ``age``, ``spend`` per purchase day."""
+    n = len(history)
+    p = history.purchases
+    rows = p["row"].to_numpy(np.int64)
+    age = p["age"].to_numpy(dtype=float)
+    spend = p["amount"].to_numpy(dtype=float)
+    last = np.full(n, np.inf)
+    np.minimum.at(last, rows, age)
+    first = np.full(n, -1.0)
+    np.maximum.at(first, rows, age)
+    return {"rows": rows, "age": age, "spend": spend, "count": np.bincount(rows, minlength=n), "last": last,
+            "first": first, "total": np.bincount(rows, weights=spend, minlength=n)}
+
+
 class PurchaseHistory(_DenseStats):
     """Recency, frequency and monetary value of the sample's purchase days, tenure and regularity: dense.
 
@@ -294,17 +312,12 @@ class PurchaseHistory(_DenseStats):
 
     def transform(self, history: History):
         n = len(history)
-        p = history.purchases
-        rows = p["row"].to_numpy(np.int64)
-        age = p["age"].to_numpy(dtype=float)
-        spend = p["amount"].to_numpy(dtype=float)
-        count = np.bincount(rows, minlength=n).astype(float)
+        stats = _purchase_stats(history)
+        rows, age, spend, total = stats["rows"], stats["age"], stats["spend"], stats["total"]
+        count = stats["count"].astype(float)
         has = count > 0
-        last = np.full(n, 3650.0)
-        np.minimum.at(last, rows, age)
-        first = np.zeros(n)
-        np.maximum.at(first, rows, age)
-        total = np.bincount(rows, weights=spend, minlength=n)
+        last = np.minimum(stats["last"], 3650.0)
+        first = np.maximum(stats["first"], 0.0)
         in_window = [(age < w) for w in self.windows]
         counts = [np.bincount(rows, weights=m, minlength=n) for m in in_window]
         spends = [np.bincount(rows, weights=spend * m, minlength=n) for m in in_window]
@@ -334,21 +347,14 @@ def purchase_summary(history: History, period_days: int = 7) -> pd.DataFrame:
     :func:`mlcore.clv_baseline.rfm_summary` (``frequency``, ``recency``, ``T``, ``monetary_value``);
     ``has`` is False (and the rest 0) for a sample without purchase days."""
     n = len(history)
-    p = history.purchases
-    rows = p["row"].to_numpy(np.int64)
-    age = p["age"].to_numpy(dtype=float)
-    spend = p["amount"].to_numpy(dtype=float)
-    count = np.bincount(rows, minlength=n)
-    last = np.full(n, np.inf)
-    np.minimum.at(last, rows, age)
-    first = np.full(n, -1.0)
-    np.maximum.at(first, rows, age)
+    stats = _purchase_stats(history)
+    rows, spend, count, last, first = stats["rows"], stats["spend"], stats["count"], stats["last"], stats["first"]
     first_spend = np.zeros(n)
     oldest = np.r_[rows[1:] != rows[:-1], True] if len(rows) else np.zeros(0, bool)   # sorted by row, then age
     first_spend[rows[oldest]] = spend[oldest]
     has = count > 0
     frequency = np.maximum(count - 1, 0).astype(float)
-    total = np.bincount(rows, weights=spend, minlength=n)
+    total = stats["total"]
     return pd.DataFrame({
         "has": has, "frequency": frequency,
         "recency": np.where(has, first - np.where(has, last, 0.0), 0.0) / period_days,
@@ -375,9 +381,6 @@ class CustomerBase(TransformerMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, history: History, y=None):
-        from mlcore.clv_baseline import fit_customer_base
-        from mlcore.exceptions import InputDataError
-
         for name, low in (("horizon_days", 1), ("period_days", 1), ("max_fit_rows", 10)):
             check_param(type(self).__name__, name, getattr(self, name), numbers.Integral, low)
         summary = purchase_summary(history, self.period_days)
@@ -393,8 +396,6 @@ class CustomerBase(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, history: History):
-        from mlcore.clv_baseline import customer_base_from_params, predict_customer_base
-
         check_is_fitted(self, "mean_value_")
         out = np.zeros((len(history), 5))
         summary = purchase_summary(history, self.period_days)

@@ -518,7 +518,8 @@ def _purchase_process(spec: WorldSpec, params: _Params, n: int, note_rows: tuple
     Returns:
         ``rate`` and ``mean`` (clients x blocks: purchases per day, mean amount of a purchase),
         ``starts`` and ``lengths`` of the blocks, one entry per purchase in ``client``, ``day``,
-        ``amount``, and each client's ``first_note`` day (inf: none).
+        ``amount``, one per distinct purchase day in ``buy_client``, ``buy_day``, and each client's
+        ``first_note`` day (inf: none).
     """
     H, st = spec.horizon_days, spec.structure
     note_client, note_day = note_rows[0], note_rows[1]
@@ -558,7 +559,7 @@ def _purchase_process(spec: WorldSpec, params: _Params, n: int, note_rows: tuple
         buy_client, buy_day = np.concatenate([buy_client, key // spec.days]), np.concatenate([buy_day, key % spec.days])
     client, day, amount = (np.concatenate(parts) for parts in zip(*events))
     return {"rate": rate, "mean": mean, "starts": starts, "lengths": lengths, "client": client, "day": day,
-            "amount": amount, "first_note": first_note}
+            "amount": amount, "buy_client": buy_client, "buy_day": buy_day, "first_note": first_note}
 
 
 def _per_horizon(x):
@@ -573,8 +574,7 @@ def _purchase_truth(spec: WorldSpec, process: dict, n: int) -> dict:
     policy = LabelPolicy(horizon_days=spec.horizon_days)
     H, A = policy.horizon_days, policy.active
     grid = outcome_dates(spec.start, spec.end, policy)
-    key = np.unique(process["client"] * spec.days + process["day"])
-    buy_client, buy_day = key // spec.days, key % spec.days
+    buy_client, buy_day = process["buy_client"], process["buy_day"]
     first_buy = np.full(n, np.inf)
     np.minimum.at(first_buy, buy_client, buy_day)
     starts, ends = process["starts"], process["starts"] + process["lengths"]
