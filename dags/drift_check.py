@@ -1,11 +1,14 @@
 """
 ### Drift check
 
-Runs daily at 06:00 UTC **and** whenever new outcomes land (outcomes Asset). For each tier it
-matches the outcomes of the last `CLIENT_SCORING_DRIFT_WINDOW_DAYS` days with the predictions the
-tier **served** H days before them, whichever model version made each one, and compares the live
+Runs daily at 06:00 UTC **and** whenever new outcomes or transactions land (their Assets). For each
+tier it matches the outcomes of the last `CLIENT_SCORING_DRIFT_WINDOW_DAYS` days with the predictions
+the tier **served** H days before them, whichever model version made each one, and compares the live
 AUC (within each version, weighted by its share of the matches) with the validation AUC of those
 same versions. A promotion never makes the check blind: it watches what was served.
+Where transactions are loaded, the dates the outcome log does not cover mature from them: each
+client's latest prediction served H days before the window gets the label policy's outcome (as
+training derives it), no later than the newest transaction loaded.
 Anti-flapping: 2 of the last 3 checks in breach opens an episode; 2 clean checks close it. Too few
 matured outcomes is `insufficient_data`, never `ok`.
 
@@ -23,13 +26,13 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, get_current_context, task
 
-from client_scoring.assets import DRIFT, OUTCOMES
+from client_scoring.assets import DRIFT, OUTCOMES, TRANSACTIONS
 from client_scoring.wiring import default_args
 
 
 @dag(
     dag_id="drift_check",
-    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 6 * * *", timezone="UTC"), assets=OUTCOMES),
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 6 * * *", timezone="UTC"), assets=OUTCOMES | TRANSACTIONS),
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

@@ -83,38 +83,76 @@ def outcomes_from_purchase_days(days: pd.DataFrame, policy: LabelPolicy, until: 
     grid = pd.to_datetime(pd.Series(outcome_dates(first.min().date(), until.date(), policy)))
     if grid.empty:
         return pd.DataFrame(columns=COLUMNS)
-    clients = pd.Index(first.index, name="client_id")
-    code = clients.get_indexer(days["client_id"])
-    day = (days["date"] - pd.Timestamp("1970-01-01")).dt.days.to_numpy(np.int64)
-    order = np.lexsort((day, code))
-    code, day, spend = code[order], day[order], days["amount"].to_numpy(float)[order]
-    span = int(day.max() + policy.horizon_days + policy.active + 2)
-    key = code.astype(np.int64) * span + day           # sorted: per client, then by day
-    cum = np.concatenate([[0.0], np.cumsum(spend)])
-
+    windows = _Windows(days, pd.Index(first.index, name="client_id"), policy)
     rows = []
-    first_day = ((first - pd.Timestamp("1970-01-01")).dt.days).to_numpy(np.int64)
+    first_day = _days(first)
     for d in grid:
-        d_day = (d - pd.Timestamp("1970-01-01")).days
+        d_day = (d - _EPOCH).days
         eligible = np.flatnonzero(first_day <= d_day - policy.horizon_days)
         if not len(eligible):
             continue
-        base = eligible.astype(np.int64) * span
-
-        def count(lo_excl, hi_incl):
-            lo = np.searchsorted(key, base + lo_excl, side="right")
-            hi = np.searchsorted(key, base + hi_incl, side="right")
-            return lo, hi
-        lo, hi = count(d_day - policy.horizon_days, d_day)
-        n_window = hi - lo
-        a_lo, a_hi = count(d_day - policy.horizon_days - policy.active, d_day - policy.horizon_days)
-        active = (a_hi - a_lo) > 0
-        rows.append(pd.DataFrame({
-            "client_id": clients[eligible], "date": d.date(),
-            "purchased": (n_window > 0).astype(np.int16),
-            "churned": (active & (n_window == 0)).astype(np.int16),
-            "lifetime_value": np.round(np.maximum(cum[hi] - cum[lo], 0.0), 2)}))
+        rows.append(windows.labels(eligible, np.full(len(eligible), d_day - policy.horizon_days))
+                    .assign(client_id=windows.clients[eligible], date=d.date()))
     return pd.concat(rows, ignore_index=True)[COLUMNS] if rows else pd.DataFrame(columns=COLUMNS)
+
+
+def outcomes_after(days: pd.DataFrame, served: pd.DataFrame, policy: LabelPolicy) -> pd.DataFrame:
+    """The outcome row of each (``client_id``, ``as_of``) of ``served``: its window (as_of, as_of + H].
+
+    The labels are those :func:`derive_outcomes` gives the same client on the date as_of + H (the
+    drift check matures a served prediction this way); ``days`` must cover (as_of - active, as_of + H].
+    """
+    if served.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    clients = pd.Index(pd.unique(served["client_id"]), name="client_id")
+    as_of = pd.to_datetime(served["as_of"]).dt.normalize()
+    windows = _Windows(days[days["client_id"].isin(clients)], clients, policy)
+    out = windows.labels(clients.get_indexer(served["client_id"]), _days(as_of))
+    out["client_id"] = served["client_id"].to_numpy()
+    out["date"] = (as_of + pd.Timedelta(days=policy.horizon_days)).dt.date.to_numpy()
+    return out[COLUMNS]
+
+
+_EPOCH = pd.Timestamp("1970-01-01")
+
+
+def _days(dates) -> np.ndarray:
+    return ((pd.to_datetime(dates) - _EPOCH).dt.days).to_numpy(np.int64)
+
+
+class _Windows:
+    """Purchase-day counts and spend of clients over day windows, by binary search on sorted keys."""
+
+    def __init__(self, days: pd.DataFrame, clients: pd.Index, policy: LabelPolicy):
+        self.clients, self.policy = clients, policy
+        code = clients.get_indexer(days["client_id"])
+        day = _days(days["date"]) if len(days) else np.zeros(0, np.int64)
+        order = np.lexsort((day, code))
+        code, day, spend = code[order], day[order], days["amount"].to_numpy(float)[order]
+        # sorted per client, then by day: a client's days occupy [code * span, (code + 1) * span)
+        self.first, self.last = (int(day.min()), int(day.max())) if len(day) else (0, 0)
+        self.span = self.last - self.first + 2
+        self.key = code.astype(np.int64) * self.span + (day - self.first + 1)
+        self.cum = np.concatenate([[0.0], np.cumsum(spend)])
+
+    def _range(self, base, lo_excl, hi_incl):
+        """Positions of the purchase days in (lo_excl, hi_incl] (clipped to the days held: same counts)."""
+        def at(day):
+            return base + np.clip(day, self.first - 1, self.last) - self.first + 1
+        return (np.searchsorted(self.key, at(lo_excl), side="right"),
+                np.searchsorted(self.key, at(hi_incl), side="right"))
+
+    def labels(self, codes: np.ndarray, as_of_day: np.ndarray) -> pd.DataFrame:
+        """purchased, churned and lifetime_value of the windows (as_of, as_of + H] of clients ``codes``."""
+        H, active = self.policy.horizon_days, self.policy.active
+        base = np.asarray(codes, np.int64) * self.span
+        lo, hi = self._range(base, as_of_day, as_of_day + H)
+        n_window = hi - lo
+        a_lo, a_hi = self._range(base, as_of_day - active, as_of_day)
+        was_active = (a_hi - a_lo) > 0
+        return pd.DataFrame({"purchased": (n_window > 0).astype(np.int16),
+                             "churned": (was_active & (n_window == 0)).astype(np.int16),
+                             "lifetime_value": np.round(np.maximum(self.cum[hi] - self.cum[lo], 0.0), 2)})
 
 
 def combine(explicit: pd.DataFrame, derived: pd.DataFrame) -> pd.DataFrame:

@@ -20,10 +20,14 @@ import sqlalchemy as sa
 from mlcore import drift
 from mlcore.config import Settings
 from mlcore.db import advisory_xact_lock, read_frame
+from mlcore.clv_baseline import purchase_days
 from mlcore.estimation import ESTIMATED_TARGETS, estimate
 from mlcore.evaluation import evaluate, stratified_auc
+from mlcore.history_io import any_transactions
+from mlcore.labels import LabelPolicy, outcomes_after
 
 _PSI_SAMPLE = 100_000      # scores of the latest day for the score deciles and the estimate
+_MATURED_SAMPLE = 100_000  # served predictions matured by their clients' transactions
 _MIX_SAMPLE = 25_000       # recent notes for the concept mix
 
 # Two forms of "each outcome with the latest prediction the tier served H to H + tol days before it".
@@ -136,6 +140,69 @@ def matched_outcomes(engine, params: dict) -> pd.DataFrame:
         parts = pool.map(lambda k: read_frame(engine, _MATCHED, {**params, "parts": _MATCH_PARTS, "part": k}),
                          range(_MATCH_PARTS))
         return pd.concat(list(parts), ignore_index=True)
+
+
+_MATCHED_COLUMNS = ["purchased", "churned", "lifetime_value", "purchase_likelihood", "churn_risk",
+                    "predicted_clv", "model_version"]
+
+
+def matured_by_transactions(engine, settings: Settings, tier: str, start: dt.date, end: dt.date) -> tuple[pd.DataFrame, dict]:
+    """Served predictions whose H-day window has passed, with the outcome their clients' transactions give.
+
+    The labels are the label policy's (:func:`mlcore.labels.outcomes_after`), as training derives
+    them: a prediction served on s matures on s + H, within (``start``, ``end``] and no later than
+    the newest transaction loaded (a feed that lags is not read as clients who stopped buying).
+    Each client counts once, at its latest matured prediction: the latest scoring day when it holds
+    at least ``drift_min_n`` scores (a fixed hash sample of ~100k of them), else each client's latest
+    over the window. Outcome dates the explicit log covers are left to it.
+
+    Returns:
+        (matched rows like :func:`matched_outcomes`, a description of where the labels came from).
+    """
+    H = settings.horizon_days
+    with engine.connect() as conn:
+        through = conn.execute(sa.text("SELECT max(date) FROM transactions WHERE date <= :e"), {"e": end}).scalar_one()
+        if through is None or through <= start:
+            return pd.DataFrame(columns=_MATCHED_COLUMNS), {"derived": 0, "why": "no transactions in the window"}
+        window = {"t": tier, "lo": start - dt.timedelta(days=H), "hi": through - dt.timedelta(days=H)}
+        last = conn.execute(sa.text("SELECT max(scored_for) FROM predictions WHERE tier = :t AND scored_for > :lo "
+                                    "AND scored_for <= :hi"), window).scalar_one()
+        if last is None:
+            return pd.DataFrame(columns=_MATCHED_COLUMNS), {"derived": 0, "through": str(through),
+                                                            "why": "no prediction served H days before the window"}
+        n_last = conn.execute(sa.text("SELECT count(*) FROM predictions WHERE tier = :t AND scored_for = :d"),
+                              {"t": tier, "d": last}).scalar_one()
+        covered = {r[0] for r in conn.execute(sa.text(
+            "SELECT DISTINCT date FROM outcomes WHERE date > :s AND date <= :e"), {"s": start, "e": through})}
+    mod = max(1, n_last // _MATURED_SAMPLE)
+    params = {**window, "mod": mod, "last": last}
+    sample = "(%(mod)s = 1 OR abs(hashtext(client_id)) %% %(mod)s = 0)"
+    if n_last >= settings.drift_min_n:
+        served = read_frame(engine, "SELECT client_id, scored_for AS as_of, purchase_likelihood, churn_risk, "
+                                    "predicted_clv, model_version FROM predictions WHERE tier = %(t)s "
+                                    f"AND scored_for = %(last)s AND {sample}", params,
+                            dtype={"client_id": str}, parse_dates=["as_of"])
+    else:
+        served = read_frame(engine, "SELECT DISTINCT ON (client_id) client_id, scored_for AS as_of, "
+                                    "purchase_likelihood, churn_risk, predicted_clv, model_version FROM predictions "
+                                    "WHERE tier = %(t)s AND scored_for > %(lo)s AND scored_for <= %(hi)s "
+                                    "ORDER BY client_id, scored_for DESC", params,
+                            dtype={"client_id": str}, parse_dates=["as_of"])
+    policy = LabelPolicy(horizon_days=H)
+    matures = (served["as_of"] + pd.Timedelta(days=H)).dt.date
+    served = served[~matures.isin(covered)].reset_index(drop=True)
+    about = {"derived": len(served), "through": str(through), "sampled": f"1 in {mod}",
+             "served_since": str(served["as_of"].min().date()) if len(served) else None}
+    if served.empty:
+        return pd.DataFrame(columns=_MATCHED_COLUMNS), about
+    tx = read_frame(engine, "SELECT client_id, date, amount FROM transactions WHERE date > %(a)s AND date <= %(b)s "
+                            f"AND {sample}",
+                    {"a": served["as_of"].min().date() - dt.timedelta(days=policy.active),
+                     "b": served["as_of"].max().date() + dt.timedelta(days=H), "mod": mod},
+                    dtype={"client_id": str}, parse_dates=["date"])
+    labels = outcomes_after(purchase_days(tx), served[["client_id", "as_of"]], policy)
+    matched = pd.concat([labels[["purchased", "churned", "lifetime_value"]], served[_MATCHED_COLUMNS[3:]]], axis=1)
+    return matched, about
 
 
 def version_metrics(engine, tier: str, versions) -> dict[int, dict]:
@@ -296,6 +363,10 @@ def check_tier(engine: sa.Engine, settings: Settings, tier: str, check_date: dt.
     start = check_date - dt.timedelta(days=settings.drift_window_days)
     matched = matched_outcomes(engine, {"tier": tier, "h": settings.horizon_days, "tol": settings.match_days(tier),
                                         "start": start, "end": check_date})
+    sources = {"outcome_log": len(matched)}
+    if any_transactions(engine):     # the outcome dates the log does not cover, from what clients bought
+        derived, sources["transactions"] = matured_by_transactions(engine, settings, tier, start, check_date)
+        matched = pd.concat([matched, derived], ignore_index=True) if len(derived) else matched
     n = len(matched)
     metrics_of = version_metrics(engine, tier, matched["model_version"].unique()) if n else {}
     # The diagnostics and the estimate are database reads: they run while the live metrics are computed here.
@@ -305,7 +376,7 @@ def check_tier(engine: sa.Engine, settings: Settings, tier: str, check_date: dt.
         live, baseline, versions = (live_metrics(matched, metrics_of, settings) if n
                                     else ({}, {t: {"auc": {"value": None}} for t in drift.DECISION_TARGETS}, {}))
         est, score_psi = est_psi.result()
-        diagnostics = {"score_psi": score_psi, "concept_mix": concept_mix.result()}
+        diagnostics = {"score_psi": score_psi, "concept_mix": concept_mix.result(), "outcomes": sources}
     if champion is None and not n and est.get("status") != "ok":
         return None
     breach = drift.is_breach(live, baseline, settings.drift_tolerance, n, settings.drift_min_n) if n else None

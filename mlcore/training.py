@@ -240,8 +240,18 @@ def add_monitoring_reference(metrics: dict, y: np.ndarray, pred: np.ndarray) -> 
 
 def promotion_gate(metrics: dict, champion: ModelVersion | None, registry: Registry, hold: History,
                    y_hold: np.ndarray, margin: float) -> dict:
-    """Promote when no headline metric is worse than the champion's on the same holdout by > margin."""
+    """Promote when no headline metric is worse than the champion's on the same holdout by > margin.
+
+    A candidate that ranks a target backwards (its validation AUC interval wholly below 0.5, worse
+    than a constant score) is never promoted, not even as the first model of its tier.
+    """
     candidate = headline(metrics)
+    backwards = {t: metrics[t]["auc"]["hi"] for t in CLASSIFIERS
+                 if (metrics.get(t, {}).get("auc") or {}).get("hi") is not None and metrics[t]["auc"]["hi"] < 0.5}
+    if backwards:
+        return {"promote": False, "candidate": candidate, "margin": margin, "backwards": backwards,
+                "why": "ranks %s backwards on validation (AUC upper bound below 0.5): too little history to "
+                       "learn it, or labels that contradict the features" % ", ".join(sorted(backwards))}
     if champion is None:
         return {"promote": True, "why": "first model of its tier", "candidate": candidate, "margin": margin}
     champ_pred = registry.load(champion).predict(hold)

@@ -253,3 +253,54 @@ def test_a_client_known_only_by_transactions_is_scored_and_partitions_cover_ever
         got = conn.execute(sa.text("SELECT count(DISTINCT client_id), min(purchase_likelihood), max(purchase_likelihood) "
                                    "FROM predictions WHERE tier = 'fast' AND scored_for = :d"), {"d": day}).one()
     assert got[0] == 2358 and got[1] < got[2]                              # purchase history separates them
+
+
+def test_the_drift_check_matures_served_predictions_with_the_label_policy(engine, settings, tmp_path):
+    """Transactions alone: each served score matures H days later with the labels training derives;
+    dates the explicit log covers are its own, and a feed that stops is not read as churn."""
+    from mlcore.monitoring import check_tier
+    from mlcore.scoring import score
+    from mlcore.training import train_tier
+    path = write_cdnow(tmp_path / "cdnow_sample.csv", "sample")
+    ingest_file(engine, "transactions", path)
+    H = settings.horizon_days
+    assert train_tier(engine, settings, "fast", as_of=dt.date(1998, 2, 28), reason="manual").promoted
+    for day in range(1, 6):
+        score(engine, settings, "fast", dt.date(1998, 3, day), run_id=f"s{day}")
+    check = dt.date(1998, 6, 3)
+    result = check_tier(engine, settings, "fast", check)
+    source = result.diagnostics["outcomes"]
+    served_on = dt.date.fromisoformat(source["transactions"]["served_since"])
+    through = dt.date.fromisoformat(source["transactions"]["through"])
+    assert served_on == min(dt.date(1998, 3, 5), through - dt.timedelta(days=H)) and through <= check
+    assert result.n == source["transactions"]["derived"] == 2357 and source["outcome_log"] == 0
+    assert result.decision in ("ok", "breach") and 0.65 < result.live["purchase"]["auc"]["value"] < 0.95
+    # the same labels as the policy's rows dated served_on + H, from the raw file
+    matures = served_on + dt.timedelta(days=H)
+    truth = derive_outcomes(pd.read_csv(path), LabelPolicy(horizon_days=H), until=matures)
+    truth = truth[pd.to_datetime(truth["date"]).dt.date == matures]
+    assert len(truth) == 2357
+    live = result.live
+    assert live["purchase"]["mean_observed"] == pytest.approx(truth["purchased"].mean(), abs=1e-4)
+    assert live["churn"]["mean_observed"] == pytest.approx(truth["churned"].mean(), abs=1e-4)
+    assert live["clv"]["mean_observed"] == pytest.approx(truth["lifetime_value"].mean(), abs=1e-3)
+    # an explicit log on that date takes precedence for it
+    clients = truth["client_id"].astype(str).head(40)
+    write(tmp_path, "o.csv", "client_id,date,purchased,churned,lifetime_value\n" + "".join(
+        f"{c},{matures},1,0,10\n" for c in clients))
+    ingest_file(engine, "outcomes", tmp_path / "o.csv")
+    again = check_tier(engine, settings, "fast", check).diagnostics["outcomes"]
+    assert again["outcome_log"] == 40 and again["transactions"]["derived"] == 0
+    # months after the last transaction loaded: nothing matures (not 'everyone stopped buying')
+    late = check_tier(engine, settings, "fast", dt.date(1998, 11, 1))
+    assert late.diagnostics["outcomes"]["transactions"]["derived"] == 0 and late.decision == "insufficient_data"
+
+
+def test_a_model_that_ranks_a_target_backwards_is_never_promoted(engine, settings, tmp_path):
+    """CDNOW sample to 1997-09-30: every training row is a client still active, so 'churned' is 'did not
+    buy' there and the model ranks churn backwards on validation: registered, not promoted."""
+    from mlcore.training import train_tier
+    ingest_file(engine, "transactions", write_cdnow(tmp_path / "cdnow_sample.csv", "sample"))
+    res = train_tier(engine, settings, "fast", as_of=dt.date.fromisoformat(CALIBRATION_END), reason="manual")
+    assert not res.promoted and "churn" in res.gate["backwards"] and "backwards" in res.gate["why"]
+    assert res.metrics["churn"]["auc"]["hi"] < 0.5 < res.metrics["purchase"]["auc"]["lo"]

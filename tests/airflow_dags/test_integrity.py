@@ -45,6 +45,9 @@ def test_schedules(bag):
     assert bag.dags["nightly_elite_scoring"].catchup is False
     assert isinstance(bag.dags["weekly_retrain"].timetable, AssetOrTimeSchedule)
     assert isinstance(bag.dags["drift_check"].timetable, AssetOrTimeSchedule)
+    # new outcomes or new transactions (which mature served predictions) trigger a check
+    watched = {a.name for a in bag.dags["drift_check"].timetable.asset_condition.objects}
+    assert watched == {"client_scoring_outcomes", "client_scoring_transactions"}
     assert "partitions" in bag.dags["nightly_elite_scoring"].params
 
 
