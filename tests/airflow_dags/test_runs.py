@@ -125,7 +125,8 @@ def test_fast_scoring_before_the_first_fast_model_is_skipped_not_failed(scoring_
 @pytest.mark.slow
 def test_a_client_base_known_by_purchases_alone_is_trained_and_scored_on_schedule(scoring_env, tmp_path):
     """CDNOW sample, transactions only: the scheduled retrain derives its labels, the nightly run
-    accepts fresh transactions as inputs and scores every customer; stale transactions still fail it."""
+    accepts fresh transactions as inputs and scores every customer; stale transactions still fail it; the drift
+    check matures the scores served H days before from the transactions."""
     import pandas as pd
     from mlcore.datasets import write_cdnow
     engine = scoring_env
@@ -142,3 +143,12 @@ def test_a_client_base_known_by_purchases_alone_is_trained_and_scored_on_schedul
     assert count(engine, "predictions") == 2357
     with pytest.raises(RuntimeError, match="check_inputs"):
         run_dag("nightly_elite_scoring", last + dt.timedelta(days=10))
+    # The drift check matures what was served H days before from the transactions alone.
+    served = run_once("nightly_elite_scoring", last - dt.timedelta(days=90), {"partitions": 1})
+    assert str(served.state) == "success"
+    assert states(run_once("drift_check", last))["check"] == ["success", "success"]
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT n, decision, diagnostics -> 'outcomes' AS src FROM drift_checks "
+                                   "WHERE tier = 'elite' AND check_date = :d"), {"d": last}).one()
+    assert row.n == row.src["transactions"]["derived"] == 2357 and row.src["outcome_log"] == 0
+    assert row.decision in ("ok", "breach")
