@@ -46,6 +46,8 @@ class Scenario:
     #: Score the warm-up nights through nightly_elite_scoring runs (the demo) or straight with
     #: mlcore.scoring.score, the same call its tasks make (the tests: the runs themselves are tested elsewhere).
     warmup_dag_runs: bool = True
+    #: The tiers the first training trains (the tests watch Elite alone: Fast serves nothing without uploads).
+    tiers: tuple[str, ...] = ("fast", "elite")
 
 
 def airflow_env(metadata_url: str, home: Path) -> dict[str, str]:
@@ -154,7 +156,7 @@ def replay(engine: sa.Engine, scenario: Scenario, workdir: Path, echo=print) -> 
     t0 = time.perf_counter()
     drop(frames, -10**6, scenario.train_day, inbox, "history")
     run_dag("ingest_inbox", day(scenario.train_day))
-    run_dag("weekly_retrain", day(scenario.train_day), {"reason": "manual"})
+    run_dag("weekly_retrain", day(scenario.train_day), {"reason": "manual", "tiers": list(scenario.tiers)})
     # Predictions of the weeks before the start, so that the first checks have matured outcomes.
     warmup = range(scenario.train_day - scenario.horizon_days - 7, scenario.train_day + 1)
     for i in warmup:
@@ -165,7 +167,7 @@ def replay(engine: sa.Engine, scenario: Scenario, workdir: Path, echo=print) -> 
             from mlcore.scoring import score
             settings = Settings.from_env(database_url=engine.url.render_as_string(hide_password=False))
             score(engine, settings, "elite", day(i), run_id=f"warmup_{day(i)}")
-    echo(f"history to {day(scenario.train_day)} ingested, both tiers trained, {len(warmup)} warm-up nights "
+    echo(f"history to {day(scenario.train_day)} ingested, {' and '.join(scenario.tiers)} trained, {len(warmup)} warm-up nights "
          f"scored ({time.perf_counter() - t0:.0f}s)")
     echo(f"{'day':10s} {'model':>5s} {'n':>6s} {'AUC purchase':>12s} {'AUC churn':>9s} {'baseline':>8s}  "
          f"{'decision':17s} action")

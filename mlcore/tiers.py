@@ -14,12 +14,15 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import MaxAbsScaler, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
+from mlcore.compat import patch_weighted_binning
 from mlcore.exceptions import ConfigError
 from mlcore.features import (ActivityStats, CoOccurrence, ConceptDiversity, ConceptTfidf, CustomerBase,
                              PurchaseHistory, RecencyConcepts)
 from mlcore.forest import CompiledForest
 from mlcore.params import check_param
 from mlcore.selection import GuardedRegressor, SelectedClassifier, SelectedRegressor, TwoPartRegressor, SelectedEstimator
+
+patch_weighted_binning()    # weighted boosting fits (drift retrainings) bin in one sort per column
 
 TIERS = ("fast", "elite")
 TARGETS = ("purchased", "churned", "lifetime_value")

@@ -174,3 +174,45 @@ def test_model_parameters_are_validated_with_clear_messages(estimator, message):
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match=message):
         estimator.fit(rng.normal(size=(300, 3)), rng.integers(0, 2, 300))
+
+
+@pytest.mark.parametrize("case", ["many_values", "ties_nan_zero_weights", "few_values", "one_value"])
+def test_the_weighted_binning_patch_finds_scikit_learns_edges_bit_for_bit(case):
+    """mlcore.compat: the weighted bin edges in one call are the edges scikit-learn finds one by one."""
+    from mlcore import compat
+    rng = np.random.default_rng(3)
+    x = {"many_values": rng.lognormal(size=3000),
+         "ties_nan_zero_weights": np.round(rng.normal(size=3000), 2),
+         "few_values": rng.integers(0, 40, 3000).astype(float),
+         "one_value": np.ones(3000)}[case]
+    w = np.where(rng.random(3000) < 0.2, 20.0, 1.0)
+    if case == "ties_nan_zero_weights":
+        x[rng.random(3000) < 0.1] = np.nan
+        w[rng.random(3000) < 0.1] = 0.0
+    for max_bins in (255, 16):
+        expected = compat._ORIGINAL(x.copy(), max_bins, sample_weight=w.copy())
+        got = compat.find_binning_thresholds(x.copy(), max_bins, sample_weight=w.copy())
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(compat.find_binning_thresholds(x.copy(), max_bins), compat._ORIGINAL(x.copy(), max_bins))
+
+
+def test_a_weighted_boosting_fit_is_unchanged_by_the_patch():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.ensemble._hist_gradient_boosting import binning
+
+    from mlcore import compat
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(4000, 6))
+    y = (X[:, 0] + rng.normal(size=4000) > 0).astype(int)
+    w = np.where(np.arange(4000) > 3000, 20.0, 1.0)
+
+    def fit():
+        return HistGradientBoostingClassifier(max_iter=30, random_state=0).fit(X, y, sample_weight=w).predict_proba(X)
+    assert compat.patch_weighted_binning() and binning._find_binning_thresholds is compat.find_binning_thresholds
+    patched = fit()
+    binning._find_binning_thresholds = compat._ORIGINAL
+    try:
+        original = fit()
+    finally:
+        compat.patch_weighted_binning()
+    np.testing.assert_array_equal(patched, original)

@@ -30,7 +30,7 @@ def table(engine, sql):
 @pytest.mark.slow
 def test_stable_world_raises_no_alarm_over_20_daily_checks(loop_env, tmp_path):
     scenario = Scenario(clients=2500, drift_day=None, seed=21, train_day=292, first_day=293, last_day=312,
-                        via_inbox=False, partitions=1, weekly=False, warmup_dag_runs=False)
+                        via_inbox=False, partitions=1, weekly=False, warmup_dag_runs=False, tiers=("elite",))
     checks = replay(loop_env, scenario, tmp_path, echo=quiet)
     assert len(checks) == 20
     assert (checks["decision"] == "ok").sum() >= 16            # evaluable, not "insufficient_data"
@@ -44,7 +44,7 @@ def test_stable_world_raises_no_alarm_over_20_daily_checks(loop_env, tmp_path):
 @pytest.mark.slow
 def test_drift_is_detected_once_and_retrained_once_then_the_new_model_serves(loop_env, tmp_path):
     scenario = Scenario(clients=5000, drift_day=310, seed=7, train_day=292, first_day=304, last_day=352,
-                        via_inbox=False, partitions=1, weekly=False, warmup_dag_runs=False)
+                        via_inbox=False, partitions=1, weekly=False, warmup_dag_runs=False, tiers=("elite",))
     checks = replay(loop_env, scenario, tmp_path, echo=quiet)
     checks["check_date"] = pd.to_datetime(checks["check_date"])
     drift_day = pd.Timestamp("2024-01-01") + pd.Timedelta(days=scenario.drift_day)
