@@ -9,6 +9,13 @@ Usage:
     python bench/suite.py                       # 10k, 100k, 1M clients
     python bench/suite.py --sizes 10000 100000 --train-sizes 50000
     python bench/suite.py --keep ...; python bench/suite.py --reuse   # the second run skips synth + ingest
+    python bench/suite.py --purchases --sizes 100000 1000000 --train-sizes 50000
+
+``--purchases`` runs the same path on worlds with transactions (``WorldSpec.purchases``): the
+transactions file is loaded instead of an outcome log, training derives the labels from it, scoring
+reads every client's purchase days beside the notes, and the drift check matures the served
+predictions from the transactions (no N ⋈ N step: there is no outcome log). Its figures go to
+``bench/results/suite-purchases.json`` and their own section of ``docs/BENCHMARKS.md``.
 """
 from __future__ import annotations
 
@@ -60,19 +67,28 @@ def _engine(url: str):
     return db.make_engine(url)
 
 
-@timed
-def step_synth(world: str, n: int) -> dict:
-    from mlcore.synth import WorldSpec, write_world
+def _spec(n: int, purchases: bool):
+    from mlcore.synth import WorldSpec
 
-    counts = write_world(WorldSpec(n_clients=n, days=730, seed=42), world)
+    return WorldSpec(n_clients=n, days=730, seed=42, purchases=purchases)
+
+
+@timed
+def step_synth(world: str, n: int, purchases: bool = False) -> dict:
+    from mlcore.synth import write_world
+
+    counts = write_world(_spec(n, purchases), world)
     return {"rows": counts["concepts"], "extra": counts}
 
 
-FILES = {"notes": "notes.csv", "concepts": "note_concepts.csv", "outcomes": "outcomes.csv"}
+def _files(purchases: bool) -> dict[str, str]:
+    from mlcore.synth import world_files
+
+    return dict(world_files(purchases))
 
 
 @timed
-def step_ingest(world: str, url: str, kind: str) -> dict:
+def step_ingest(world: str, url: str, kind: str, file: str) -> dict:
     """``mlcore ingest`` of one of the world's files into the (migrated) database."""
     from mlcore import db
     from mlcore.ingest import ingest_file
@@ -80,18 +96,18 @@ def step_ingest(world: str, url: str, kind: str) -> dict:
     engine = _engine(url)
     db.upgrade(engine)
     t0 = time.perf_counter()
-    res = ingest_file(engine, kind, Path(world) / FILES[kind])
+    res = ingest_file(engine, kind, Path(world) / file)
     return {"seconds": time.perf_counter() - t0, "rows": res.rows_inserted,
-            "extra": {"file_mib": round((Path(world) / FILES[kind]).stat().st_size / 2**20, 1)}}
+            "extra": {"file_mib": round((Path(world) / file).stat().st_size / 2**20, 1)}}
 
 
 @timed
-def step_copy_floor(world: str, url: str, kind: str) -> dict:
+def step_copy_floor(world: str, url: str, kind: str, file: str) -> dict:
     """The floor under ingest: the server's own COPY of the file into a bare, unindexed temporary table."""
     from mlcore.db import raw_transaction
     from mlcore.ingest import SPECS
 
-    with raw_transaction(_engine(url)) as cur, open(Path(world) / FILES[kind], "rb") as fh:
+    with raw_transaction(_engine(url)) as cur, open(Path(world) / file, "rb") as fh:
         cur.execute(f"CREATE TEMP TABLE floor (LIKE {SPECS[kind].table} INCLUDING DEFAULTS) ON COMMIT DROP")
         header = fh.readline().decode().strip()
         t0 = time.perf_counter()
@@ -122,20 +138,18 @@ def step_train(url: str, tier: str, max_clients: int) -> dict:
 
 
 @timed
-def step_ceiling(world: str, url: str) -> dict:
+def step_ceiling(world: str, url: str, n: int, purchases: bool = False) -> dict:
     """The best achievable holdout metrics (true expected outcomes from truth.csv, same window)."""
     import pandas as pd
 
-    from mlcore.demo import truth_ceiling
+    from mlcore.demo import labelled_truth, truth_ceiling
 
-    engine = _engine(url)
     s = _settings(url)
-    import sqlalchemy as sa
-    with engine.connect() as conn:
-        end = conn.execute(sa.text("SELECT max(date) FROM outcomes")).scalar_one()
-    truth = pd.read_csv(Path(world) / "truth.csv", parse_dates=["date"]).merge(
-        pd.read_csv(Path(world) / "outcomes.csv", parse_dates=["date"], dtype={"client_id": str}),
-        on=["client_id", "date"])
+    spec = _spec(n, purchases)
+    truth = labelled_truth(world, spec)
+    # The labels end where training's do: the outcome log's last date, or the world's last day
+    # when they are derived from its transactions.
+    end = spec.end if purchases else truth["date"].max().date()
     best = truth_ceiling(truth, end - dt.timedelta(days=s.valid_days - 1), end)
     return {"rows": len(truth), "extra": {f"best_{k}": round(v, 4) for k, v in best.items()}}
 
@@ -337,10 +351,13 @@ def main() -> int:
                     help="skip the original-design comparator and the NannyML comparison")
     ap.add_argument("--docs-only", action="store_true",
                     help="rewrite docs/BENCHMARKS.md from bench/results/*.json without running anything")
+    ap.add_argument("--purchases", action="store_true",
+                    help="worlds with transactions instead of an outcome log (labels derived from them)")
     ap.add_argument("--step"), ap.add_argument("--kwargs")
     args = ap.parse_args()
     if args.docs_only:
-        write_docs(json.loads((RESULTS / "suite.json").read_text()), HERE.parent / "docs" / "BENCHMARKS.md")
+        result = RESULTS / ("suite-purchases.json" if args.purchases else "suite.json")
+        write_docs(json.loads(result.read_text()), HERE.parent / "docs" / "BENCHMARKS.md", args.purchases)
         return 0
     if args.step:
         _imports()
@@ -371,24 +388,26 @@ def main() -> int:
 
     print(f"{'clients':>9s}  {'step':38s} {'time (median)':>11s}  {'peak RSS':>11s}  {'rows':>16s}  {'throughput':>18s}")
     urls, windows, reused = {}, {}, []
+    tag = "_purchases" if args.purchases else ""
+    files = _files(args.purchases)
     for size in sorted(args.sizes):
-        world = str(home / f"world-{size}")
-        name = f"cs_bench_{size}"
+        world = str(home / f"world-{size}{tag.replace('_', '-')}")
+        name = f"cs_bench_{size}{tag}"
         url, kept = _database(server, name, args.reuse)
         urls[size] = url
         try:
             if not (Path(world) / "truth.csv").exists():
-                record(size, "synth (CSV files)", "synth", world=world, n=size)
+                record(size, "synth (CSV files)", "synth", world=world, n=size, purchases=args.purchases)
             if kept:
                 print(f"{size:>9,d}  (ingest skipped: database {name} reused)", flush=True)
                 reused.append(size)
                 _clear_run(url)
             else:
-                for kind in FILES:         # loaded once each: a second run would be a reload (nothing new)
+                for kind, file in files.items():    # loaded once each: a second run would be a reload
                     record(size, f"ingest {kind} (validate + load)", "ingest", repeat=False, world=world,
-                           url=url, kind=kind)
+                           url=url, kind=kind, file=file)
                 record(size, "COPY floor: concepts into a bare table", "copy_floor", world=world, url=url,
-                       kind="concepts")
+                       kind="concepts", file=files["concepts"])
                 floor = rows[-1]
                 load = next(r for r in rows if r["clients"] == size and r["label"].startswith("ingest concepts"))
                 floor["extra"] = {"ingest_over_floor": round(load["seconds"] / floor["seconds"], 2)}
@@ -398,19 +417,22 @@ def main() -> int:
                 for tier in ("fast", "elite"):
                     record(size, f"train {tier.title()} ({k:,d} labelled clients)", "train", url=url, tier=tier,
                            max_clients=k)
-            rows[-1]["best_achievable"] = run_step("ceiling", 1, world=world, url=url)["extra"]
+            rows[-1]["best_achievable"] = run_step("ceiling", 1, world=world, url=url, n=size,
+                                                   purchases=args.purchases)["extra"]
             record(size, "Elite features (from Postgres)", "features", url=url)
             record(size, "Elite scoring end to end", "score_elite", url=url)
             record(size, "Fast scoring, 2,000-client upload", "score_fast_upload", url=url)
             run_step("prepare_drift", 1, url=url)
-            record(size, "drift check, 30 days of predictions", "drift", url=url)
-            window = windows[size] = run_step("prepare_drift_matched", 1, url=url)["extra"]["window_days"]
-            record(size, "drift check, N predictions ⋈ N outcomes", "drift", url=url, days=window)
+            record(size, "drift check, 30 days of predictions" + (" (matured from transactions)" if args.purchases
+                                                                  else ""), "drift", url=url)
+            if not args.purchases:          # N ⋈ N joins served predictions with the outcome log
+                window = windows[size] = run_step("prepare_drift_matched", 1, url=url)["extra"]["window_days"]
+                record(size, "drift check, N predictions ⋈ N outcomes", "drift", url=url, days=window)
         except BaseException:
             if not args.keep:
                 _drop(server, name)
             raise
-    if args.compare:
+    if args.compare and not args.purchases:
         # Side by side in the same run: the original design on the 50k world, NannyML on the largest.
         subprocess.run([sys.executable, str(HERE / "original.py"), "--clients", "50000",
                         "--world", str(home / "world-50000")], check=True)
@@ -418,33 +440,31 @@ def main() -> int:
                         "--days", str(windows[max(urls)])], check=True)
     if not args.keep:
         for size in urls:
-            _drop(server, f"cs_bench_{size}")
+            _drop(server, f"cs_bench_{size}{tag}")
     meta = {"machine": {"platform": platform.platform(), "python": platform.python_version(),
                         "cpus": os.cpu_count(), "memory_gib": round(os.sysconf("SC_PAGE_SIZE") *
                                                                     os.sysconf("SC_PHYS_PAGES") / 2**30, 1)},
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "rows": rows,
             "reused_databases": reused}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "suite.json").write_text(json.dumps(meta, indent=2, default=str))
-    print(f"\nfigures written to {RESULTS / 'suite.json'}")
+    result = RESULTS / f"suite{tag.replace('_', '-')}.json"
+    result.write_text(json.dumps(meta, indent=2, default=str))
+    print(f"\nfigures written to {result}")
     if args.docs:
-        write_docs(meta, HERE.parent / "docs" / "BENCHMARKS.md")
+        write_docs(meta, HERE.parent / "docs" / "BENCHMARKS.md", args.purchases)
     return 0
 
 
-def write_docs(meta: dict, path: Path) -> None:
-    """docs/BENCHMARKS.md: the latest figures and the machine they came from."""
+def _table(meta: dict, heading: str, note: str) -> list[str]:
+    """One results file as a section of docs/BENCHMARKS.md: steps, ingest over its floor, quality."""
     m = meta["machine"]
-    lines = ["# Benchmarks", "",
-             f"Latest `make bench` run: {meta['date']} on {m['platform']}, Python {m['python']}, "
-             f"{m['cpus']} CPUs, {m['memory_gib']} GiB RAM. Each step runs in a fresh process; *time* is the "
-             "median of the step's own work over repeated runs where a run takes under 30 s (imports excluded), "
-             "*peak RSS* the process's maximum resident memory (imports included).", "",
-             "| clients | step | time (s) | runs (s) | peak RSS (MiB) | rows | rows/s |", "|---|---|---|---|---|---|---|"]
+    lines = [heading, "", f"Latest run: {meta['date']} on {m['platform']}, Python {m['python']}, "
+             f"{m['cpus']} CPUs, {m['memory_gib']} GiB RAM. {note}", ""]
     if meta.get("reused_databases"):
         sizes = ", ".join(f"{n:,d}" for n in meta["reused_databases"])
-        lines[-2:-2] = [f"Run with `--reuse`: the {sizes}-client database was kept from an earlier run, so its "
-                        "synth and ingest rows are not in this table.", ""]
+        lines += [f"Run with `--reuse`: the {sizes}-client database was kept from an earlier run, so its "
+                  "synth and ingest rows are not in this table.", ""]
+    lines += ["| clients | step | time (s) | runs (s) | peak RSS (MiB) | rows | rows/s |", "|---|---|---|---|---|---|---|"]
     for r in meta["rows"]:
         lines.append(f"| {r['clients']:,d} | {r['label']} | {r['seconds']:.2f} | "
                      f"{', '.join(f'{x:.2f}' for x in r['runs_s'])} | {r['peak_rss_mib']:,d} | {r['rows']:,d} | "
@@ -454,26 +474,51 @@ def write_docs(meta: dict, path: Path) -> None:
             lines += ["", f"{r['clients']:,d} clients: ingesting the concept file takes "
                       f"{r['extra']['ingest_over_floor']:.2f}× the server's bare COPY of it (validation, the checks "
                       "against the database, the insert into the indexed table, audit row, all in one transaction)."]
-    lines += ["", "Training rows are (client, outcome date) pairs of the sampled labelled clients; scoring rows "
-              "are clients; drift rows are matched (outcome, prediction) pairs.", "",
-              "## Quality at every scale", "",
-              "Holdout metrics of each trained model (newest 60 days of outcomes) beside the best achievable "
-              "on the same window (the true expected outcomes from `truth.csv`).", "",
+    lines += ["", "Quality: holdout metrics of each trained model (newest 60 days of outcomes) beside the best "
+              "achievable on the same window (the true expected outcomes from `truth.csv`).", "",
               "| clients | model | purchase AUC | best | churn AUC | best | CLV R² | best |",
               "|---|---|---|---|---|---|---|---|"]
     best = {r["clients"]: r["best_achievable"] for r in meta["rows"] if "best_achievable" in r}
+    nan = float("nan")
     for r in meta["rows"]:
         e, b = r.get("extra", {}), best.get(r["clients"], {})
         if r["step"] == "train" and "auc_purchase" in e:
             lines.append(f"| {r['clients']:,d} | {r['label'][6:]} | {e['auc_purchase']:.3f} | "
-                         f"{b.get('best_purchase', float('nan')):.3f} | {e['auc_churn']:.3f} | "
-                         f"{b.get('best_churn', float('nan')):.3f} | {e['r2_clv']:.3f} | {b.get('best_clv', float('nan')):.3f} |")
-    lines.append("")
-    for extra in ("original.json", "nannyml.json"):
-        if (RESULTS / extra).exists():
-            lines += [f"`bench/results/{extra}`:", "", "```json", (RESULTS / extra).read_text().strip(), "```", ""]
+                         f"{b.get('best_purchase', nan):.3f} | {e['auc_churn']:.3f} | "
+                         f"{b.get('best_churn', nan):.3f} | {e['r2_clv']:.3f} | {b.get('best_clv', nan):.3f} |")
+    return lines + [""]
+
+
+PURCHASES = "## With purchases"
+
+
+def write_docs(meta: dict, path: Path, purchases: bool = False) -> None:
+    """docs/BENCHMARKS.md: a notes-only run rewrites the page and keeps its purchases section; a
+    ``--purchases`` run replaces just that section (bench/results is not versioned: the page is)."""
+    old = path.read_text() if path.exists() else ""
+    kept = old[old.index(PURCHASES):] if PURCHASES in old else ""
+    if purchases:
+        head = old[:old.index(PURCHASES)] if PURCHASES in old else old
+        lines = [head.rstrip("\n"), ""] + _table(
+            meta, PURCHASES, "`bench/suite.py --purchases`: worlds of `mlcore synth --purchases` (notes, "
+            "concepts, `transactions.csv`). Training derives the labels from the transactions, scoring reads "
+            "every client's purchase days beside the notes, and the drift check matures the served predictions "
+            "from the transactions.")
+    else:
+        lines = ["# Benchmarks", "", "`make bench` (`bench/suite.py`). Each step runs in a fresh process; *time* "
+                 "is the median of the step's own work over repeated runs where a run takes under 30 s (imports "
+                 "excluded), *peak RSS* the process's maximum resident memory (imports included). Training rows "
+                 "are (client, outcome date) pairs of the sampled labelled clients; scoring rows are clients; "
+                 "drift rows are matched (outcome, prediction) pairs.", ""]
+        lines += _table(meta, "## Notes and an outcome log", "Worlds of `mlcore synth` (notes, concepts, "
+                        "`outcomes.csv`).")
+        for extra in ("original.json", "nannyml.json"):
+            if (RESULTS / extra).exists():
+                lines += [f"`bench/results/{extra}`:", "", "```json", (RESULTS / extra).read_text().strip(),
+                          "```", ""]
+        lines += [kept.rstrip("\n")] if kept else []
     path.parent.mkdir(exist_ok=True)
-    path.write_text("\n".join(lines))
+    path.write_text("\n".join(lines).rstrip("\n") + "\n")
     print(f"{path} updated")
 
 

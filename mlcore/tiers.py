@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
@@ -124,7 +125,12 @@ class _SelectedBoosting(BaseEstimator):
             raise ValueError(f"{type(self).__name__}: loss must be a scikit-learn loss name or None, got {self.loss!r}.")
         classify = is_classifier(self)
         score = f_classif if classify else f_regression
-        self.selector_ = SelectKBest(score, k=min(self.k_best, X.shape[1])).fit(X, y)
+        with warnings.catch_warnings():
+            # A column constant in the training window (a concept no training note has, no purchases
+            # yet) scores NaN: SelectKBest ranks it last, which is what it should do, but warns twice.
+            warnings.filterwarnings("ignore", "Features .* are constant", UserWarning)
+            warnings.filterwarnings("ignore", "invalid value encountered in divide", RuntimeWarning)
+            self.selector_ = SelectKBest(score, k=min(self.k_best, X.shape[1])).fit(X, y)
         kwargs = {} if self.loss is None else {"loss": self.loss}
         model = (HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor)(
             **{**_HGB, "max_iter": self.max_iter}, **kwargs, random_state=self.random_state)
