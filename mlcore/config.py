@@ -35,6 +35,11 @@ class Settings:
             performance estimate of a classifier is shown but decides nothing.
         train_max_clients: Train on the outcomes of at most this many clients (a fixed random sample);
             None trains on all. Bounds retraining time and memory on large client bases.
+        train_max_rows: Fit on at most this many training rows (client, outcome date), a fixed random
+            sample of them; validation keeps all its rows, a drift retraining all the rows since the
+            drift began. Labels derived from transactions put a row on every grid date of every client
+            (about 12 per client over two years), so this bounds retraining time whatever the history.
+            None fits on all.
     """
 
     database_url: str | None = None
@@ -56,6 +61,7 @@ class Settings:
     drift_recent_weight: float = 20.0
     estimate_max_ece: float = 0.05
     train_max_clients: int | None = None
+    train_max_rows: int | None = 400_000
 
     def __post_init__(self):
         object.__setattr__(self, "home", Path(self.home))
@@ -67,6 +73,8 @@ class Settings:
             raise ConfigError(f"embargo_days must be >= 0, got {self.embargo_days!r}.")
         if self.train_max_clients is not None and self.train_max_clients < 1000:
             raise ConfigError(f"train_max_clients must be at least 1000 (or unset), got {self.train_max_clients!r}.")
+        if self.train_max_rows is not None and self.train_max_rows < 1000:
+            raise ConfigError(f"train_max_rows must be at least 1000 (or unset), got {self.train_max_rows!r}.")
         if not 0 < self.estimate_max_ece <= 1:
             raise ConfigError(f"estimate_max_ece must be in (0, 1], got {self.estimate_max_ece!r}.")
         if not 0 <= self.promotion_margin < 1:
@@ -104,7 +112,8 @@ class Settings:
             if raw is None or field.name in ("database_url", "home"):
                 continue
             kind = float if field.type in ("float", float) else int
-            if raw == "" and "None" in str(field.type):
+            if raw.strip().lower() in ("", "none") and "None" in str(field.type):
+                values[field.name] = None       # e.g. CLIENT_SCORING_TRAIN_MAX_ROWS= : no cap
                 continue
             try:
                 values[field.name] = kind(raw)

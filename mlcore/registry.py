@@ -1,7 +1,9 @@
 """The model registry: versioned, hashed artifacts in a file store, metadata in ``model_versions``.
 
 An artifact is only unpickled after its bytes hash to the sha256 the registry recorded when it
-was registered. Promotion moves the ``champion`` status; rows are never deleted.
+was registered. Promotion moves the ``champion`` status; rows are never deleted. Each database
+keeps its artifacts in its own folder of the store (``model_store_key``), so databases can share
+one store.
 """
 from __future__ import annotations
 
@@ -53,6 +55,19 @@ class Registry:
     def __init__(self, engine: sa.Engine, store: Path):
         self.engine = engine
         self.store = Path(store)
+        self._key = None
+
+    @property
+    def key(self) -> str:
+        """This database's folder in the store (migration 0019), read once."""
+        if self._key is None:
+            with self.engine.connect() as conn:
+                key = conn.execute(sa.text("SELECT key FROM model_store_key")).scalar_one_or_none()
+            if key is None or not _KEY.fullmatch(key):
+                raise ArtifactIntegrityError(f"model_store_key holds {key!r}, not one folder name of letters, digits, "
+                                             f"'_' and '-'; restore the row (migration 0019 wrote it).")
+            self._key = key
+        return self._key
 
     def register(self, tier: str, pipeline, *, reason: str, as_of: dt.date, metrics: dict, windows: dict,
                  n_train: int, n_valid: int, fit_seconds: float, gate: dict | None = None) -> ModelVersion:
@@ -68,12 +83,13 @@ class Registry:
         data = buf.getvalue()
         sha = hashlib.sha256(data).hexdigest()
         written = None
+        key = self.key                      # read before the tier's lock is taken
         try:
             with self.engine.begin() as conn:
                 advisory_xact_lock(conn, f"model_versions:{tier}")
                 version = conn.execute(sa.text("SELECT coalesce(max(version), 0) + 1 FROM model_versions "
                                                "WHERE tier = :t"), {"t": tier}).scalar_one()
-                rel = artifact_name(tier, version, sha)
+                rel = artifact_name(tier, version, sha, key)
                 self._sweep_orphans(tier, version)
                 _atomic_write(self.store / rel, data)
                 written = self.store / rel
@@ -102,7 +118,7 @@ class Registry:
         cleanup) leaves such a file; no row vouches for it, so it is never loaded, only removed here.
         """
         pattern = re.compile(rf"^{tier}-v(\d+)-[0-9a-f]{{12}}\.joblib(\.tmp\d+)?$")
-        for path in (self.store / tier).glob(f"{tier}-v*"):
+        for path in (self.store / self.key / tier).glob(f"{tier}-v*"):
             m = pattern.match(path.name)
             if m and (int(m.group(1)) >= next_version or m.group(2)) and path.is_file():
                 log.warning("removing %s: an artifact no registry row vouches for (a killed registration)", path)
@@ -146,7 +162,8 @@ class Registry:
         return mv
 
     def artifact_file(self, mv: ModelVersion) -> Path:
-        """Where ``mv``'s artifact must be: the one name ``register`` gives it, inside the store.
+        """Where ``mv``'s artifact must be: the name ``register`` gives it, inside the store (or the
+        name it gave before migration 0019, for versions registered then).
 
         The registry row alone is not trusted with a path: anyone who can write ``model_versions``
         could point it (absolute, ``..``, a symlink) at a pickle of theirs with a matching sha256.
@@ -154,6 +171,8 @@ class Registry:
         inside the store.
         """
         expected = artifact_name(mv.tier, mv.version, mv.sha256)
+        if mv.artifact_path != expected:
+            expected = artifact_name(mv.tier, mv.version, mv.sha256, self.key)
         if mv.artifact_path != expected:
             raise ArtifactIntegrityError(
                 f"artifact path of {mv.tier} v{mv.version} is {mv.artifact_path!r}, not {expected!r} in the model "
@@ -222,9 +241,14 @@ class Registry:
             return pd.read_sql(sql, conn)
 
 
-def artifact_name(tier: str, version: int, sha256: str) -> str:
-    """The store-relative name of an artifact, e.g. ``elite/elite-v3-0123456789ab.joblib``."""
-    return f"{tier}/{tier}-v{version}-{sha256[:12]}.joblib"
+def artifact_name(tier: str, version: int, sha256: str, key: str | None = None) -> str:
+    """The store-relative name of an artifact, e.g. ``prod-1a2b3c4d5e/elite/elite-v3-0123456789ab.joblib``
+    (without ``key``: the name of a version registered before migration 0019)."""
+    name = f"{tier}/{tier}-v{version}-{sha256[:12]}.joblib"
+    return name if key is None else f"{key}/{name}"
+
+
+_KEY = re.compile(r"[A-Za-z0-9_-]{1,80}")
 
 
 def _check_tier(tier: str) -> None:

@@ -98,6 +98,27 @@ def time_split(dates: pd.Series, as_of: dt.date, valid_days: int, embargo_days: 
     return train, valid, windows
 
 
+def thin_rows(train: np.ndarray, dates: pd.Series, max_rows: int | None, since: dt.date | None = None,
+              random_state: int = 0) -> np.ndarray:
+    """At most ``max_rows`` of the training positions ``train``: a fixed random sample, in order.
+
+    Rows dated on or after ``since`` (a drift retraining's new relationship) are all kept; the
+    sample is drawn from the older ones.
+    """
+    if max_rows is None or len(train) <= max_rows:
+        return train
+    keep = np.zeros(len(train), dtype=bool)
+    if since is not None:
+        keep = (dates.iloc[train] >= pd.Timestamp(since)).to_numpy(copy=True)
+    older = np.flatnonzero(~keep)
+    room = max(max_rows - int(keep.sum()), 0)
+    if room < len(older):
+        keep[np.random.default_rng(random_state).choice(older, size=room, replace=False)] = True
+    else:
+        keep[older] = True
+    return train[keep]
+
+
 def _check_split(ts: TrainingSet, train, valid, windows, as_of):
     problems = []
     if len(train) < MIN_TRAIN_ROWS:
@@ -167,6 +188,10 @@ def _train(engine, settings, tier, as_of, reason, random_state, since, bar) -> T
     else:
         train, valid, windows = time_split(ts.dates, as_of, settings.valid_days, settings.embargo)
     _check_split(ts, train, valid, windows, as_of)
+    available = len(train)
+    train = thin_rows(train, ts.dates, settings.train_max_rows, since, random_state)
+    if len(train) < available:
+        log.info("%s: fitting on a random %d of the %d training rows (train_max_rows)", tier, len(train), available)
 
     weights = None
     if since is not None:

@@ -63,10 +63,11 @@ def test_a_pickle_the_store_did_not_write_is_never_loaded(registry, engine, tmp_
     elif where == "dot-dot":
         path = "fast/../../evil.joblib"
     elif where == "symlink":
-        path = artifact_name("fast", mv.version, sha)
+        path = artifact_name("fast", mv.version, sha, reg.key)
         (reg.store / path).symlink_to(evil)
     else:
         path = "fast/evil.joblib"
+        (reg.store / path).parent.mkdir(parents=True, exist_ok=True)
         (reg.store / path).write_bytes(evil.read_bytes())
     _point_row_at(engine, mv, path, sha)
     with pytest.raises(ArtifactIntegrityError, match="refusing to load"):
@@ -259,7 +260,7 @@ def test_a_killed_registrations_artifact_is_swept_by_the_next_registration(engin
     """kill -9 between writing the artifact and committing its row runs no cleanup: the next one does."""
     reg = Registry(engine, tmp_path / "store")
     first = _register(reg, {"promote": True, "why": "first model of its tier"})
-    tier_dir = tmp_path / "store" / first.tier
+    tier_dir = tmp_path / "store" / reg.key / first.tier
     left = [tier_dir / f"{first.tier}-v2-{'a' * 12}.joblib", tier_dir / f"{first.tier}-v2-{'b' * 12}.joblib.tmp4242",
             tier_dir / f"{first.tier}-v7-{'c' * 12}.joblib"]
     for path in left:
@@ -270,3 +271,25 @@ def test_a_killed_registrations_artifact_is_swept_by_the_next_registration(engin
     assert second.version == 2 and not any(p.exists() for p in left) and kept.exists()
     assert sorted(p.name for p in tier_dir.glob("*.joblib")) == sorted(
         Path(reg.artifact_file(mv)).name for mv in (first, second))
+
+
+def test_databases_sharing_one_store_never_sweep_each_others_artifacts(server_url, engine, tmp_path):
+    """Two databases, one CLIENT_SCORING_HOME: each registers version 1; both stay loadable."""
+    from pg import fresh_database
+
+    ours = Registry(engine, tmp_path / "store")
+    mine = _register(ours, {"promote": True, "why": "first model of its tier"})
+    with fresh_database(server_url) as other_engine:
+        other = Registry(other_engine, tmp_path / "store")
+        theirs = _register(other, {"promote": True, "why": "first model of its tier"})
+        assert other.key != ours.key and theirs.version == mine.version == 1
+        assert mine.artifact_path.startswith(ours.key + "/") and theirs.artifact_path.startswith(other.key + "/")
+        ours.load(mine), other.load(theirs)                     # neither registration swept the other's file
+    # A version registered before migration 0019 keeps its old name and still loads; no other name does.
+    legacy = artifact_name("fast", mine.version, mine.sha256)
+    (tmp_path / "store" / legacy).parent.mkdir(parents=True)
+    (tmp_path / "store" / mine.artifact_path).rename(tmp_path / "store" / legacy)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE model_versions SET artifact_path = :p WHERE tier = 'fast' AND version = 1"),
+                     {"p": legacy})
+    ours.load(ours.get("fast", 1))

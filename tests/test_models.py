@@ -13,7 +13,7 @@ import mlcore.scoring as scoring
 import mlcore.training as training
 from pg import count, fresh_database
 from mlcore.config import Settings
-from mlcore.exceptions import ArtifactIntegrityError, InputDataError, ModelNotFoundError
+from mlcore.exceptions import ArtifactIntegrityError, ConfigError, InputDataError, ModelNotFoundError
 from mlcore.features import ActivityStats
 from mlcore.history_io import history_as_of, outcome_clients, read_outcomes
 from mlcore.ingest import ingest_file
@@ -221,6 +221,29 @@ def test_training_on_a_client_sample_uses_only_those_clients(trained):
     small = dataclasses.replace(settings, train_max_clients=1000, n_bootstrap=10)
     res = train_tier(engine, small, "fast", as_of=last)
     assert 0 < res.n_train < results["fast"].n_train * 0.75
+
+
+def test_training_rows_are_thinned_to_the_cap_keeping_validation_and_the_drift_rows(trained):
+    engine, settings, last, results = trained
+    dates = pd.Series(pd.to_datetime("2025-01-01") + pd.to_timedelta(np.arange(5000) % 400, unit="D"))
+    train = np.arange(0, 5000, 2)
+    assert training.thin_rows(train, dates, None) is train and training.thin_rows(train, dates, 2500) is train
+    some = training.thin_rows(train, dates, 1000, random_state=4)
+    assert len(some) == 1000 and set(some) <= set(train) and (np.diff(some) > 0).all()
+    assert (some == training.thin_rows(train, dates, 1000, random_state=4)).all()      # fixed for a seed
+    since = dt.date(2025, 12, 1)                     # a drift retraining keeps every row since the drift
+    recent = train[(dates.iloc[train] >= pd.Timestamp(since)).to_numpy()]
+    kept = training.thin_rows(train, dates, 1000, since=since)
+    assert len(kept) == 1000 and set(recent) <= set(kept)
+    # Through train_tier: the fit sees the cap, the holdout all its rows.
+    capped = train_tier(engine, dataclasses.replace(settings, train_max_rows=1000, n_bootstrap=10), "fast",
+                        as_of=last)
+    full = results["fast"]
+    assert full.n_train > 1000 and capped.n_train == 1000 and capped.n_valid == full.n_valid
+    with pytest.raises(ConfigError, match="train_max_rows must be at least 1000"):
+        Settings(train_max_rows=10)
+    assert Settings.from_env({"CLIENT_SCORING_TRAIN_MAX_ROWS": ""}).train_max_rows is None
+    assert Settings.from_env({}).train_max_rows == 400_000
 
 
 def _boosting_in(est):
