@@ -110,12 +110,10 @@ def thin_rows(train: np.ndarray, dates: pd.Series, max_rows: int | None, since: 
     keep = np.zeros(len(train), dtype=bool)
     if since is not None:
         keep = (dates.iloc[train] >= pd.Timestamp(since)).to_numpy(copy=True)
+    # More rows than max_rows, so the older ones outnumber the room left beside the recent ones.
     older = np.flatnonzero(~keep)
     room = max(max_rows - int(keep.sum()), 0)
-    if room < len(older):
-        keep[np.random.default_rng(random_state).choice(older, size=room, replace=False)] = True
-    else:
-        keep[older] = True
+    keep[np.random.default_rng(random_state).choice(older, size=room, replace=False)] = True
     return train[keep]
 
 
