@@ -12,6 +12,7 @@ which extrapolates where boosted trees stay flat. What was chosen, and why, is i
 
 Example:
     >>> from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import ParameterGrid
     >>> clf = SelectedClassifier([("c1", LogisticRegression(C=1.0)), ("c0.1", LogisticRegression(C=0.1))])
     >>> clf.fit(X, y, dates=dates).selection_["chosen"]  # doctest: +SKIP
     'c1'
@@ -25,6 +26,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import ParameterGrid
 from sklearn.utils.validation import check_is_fitted
 
 from mlcore.evaluation import CLASSIFIER_METRICS, REGRESSOR_METRICS, bootstrap, calibration
@@ -65,15 +67,21 @@ def time_order_split(n: int, dates=None, valid_days: int = 60, embargo_days: int
 
 
 class SelectedEstimator(BaseEstimator):
-    """Shared by :class:`SelectedClassifier` and :class:`SelectedRegressor`."""
+    """Shared by :class:`SelectedClassifier` and :class:`SelectedRegressor`.
+
+    ``grids`` maps a candidate's name to a scikit-learn parameter grid (``{"C": [0.1, 1.0]}``, nested
+    names as in ``set_params``): each setting is fitted on the older rows and the one with the lowest
+    score on the newer rows stands for its candidate (in the choice, the blend and the refit).
+    """
 
     _score_name = ""
 
     def __init__(self, candidates, blend: bool = False, calibrate: bool = False, valid_days: int = 60,
                  embargo_days: int = 90, valid_fraction: float = 0.2, n_boot: int = 100, random_state: int = 0,
-                 fallback: str | None = None):
+                 fallback: str | None = None, grids: dict | None = None):
         self.candidates = candidates
         self.fallback = fallback
+        self.grids = grids
         self.blend = blend
         self.calibrate = calibrate
         self.valid_days = valid_days
@@ -93,10 +101,33 @@ class SelectedEstimator(BaseEstimator):
         if self.fallback is not None and self.fallback not in names:
             raise ValueError(f"{type(self).__name__}: fallback must be one of the candidates {names} or None, "
                              f"got {self.fallback!r}.")
+        self._check_grids(dict(self.candidates))
         check_param(type(self).__name__, "valid_days", self.valid_days, numbers.Integral, 1)
         check_param(type(self).__name__, "embargo_days", self.embargo_days, numbers.Integral, 0)
         check_param(type(self).__name__, "valid_fraction", self.valid_fraction, numbers.Real, 0.01, 0.9)
         check_param(type(self).__name__, "n_boot", self.n_boot, numbers.Integral, 1)
+
+    def _check_grids(self, candidates: dict) -> None:
+        if self.grids is None:
+            return
+        where = f"{type(self).__name__}: grids"
+        if not isinstance(self.grids, dict):
+            raise ValueError(f"{where} must be a dict of candidate name -> parameter grid, got {self.grids!r}.")
+        for name, grid in self.grids.items():
+            if name not in candidates:
+                raise ValueError(f"{where} names {name!r}, which is not a candidate ({', '.join(candidates)}).")
+            try:
+                settings = list(ParameterGrid(grid))
+                for params in settings:
+                    clone(candidates[name]).set_params(**params)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{where}[{name!r}] is not a valid parameter grid for it: {exc}") from None
+            if not settings or settings == [{}]:
+                raise ValueError(f"{where}[{name!r}] must try at least one setting, got {grid!r}.")
+
+    def _params(self, name: str) -> dict:
+        """The chosen setting of candidate ``name``'s grid ({} without a grid or a choice)."""
+        return getattr(self, "best_params_", {}).get(name, {})
 
     def _default(self) -> str:
         """The candidate kept without the evidence to choose: ``fallback``, else the first."""
@@ -126,7 +157,8 @@ class SelectedEstimator(BaseEstimator):
         names = [name for name, _ in self.candidates]
         why_not = self._too_few(y, fit, valid)
         chosen, method = self._default(), None
-        if why_not is None and (len(names) > 1 or self.blend or self.calibrate):
+        self.best_params_ = {}
+        if why_not is None and (len(names) > 1 or self.blend or self.calibrate or self.grids):
             chosen, method, scores = self._choose(X, y, sample_weight, fit, valid, dates, record)
             record["candidates"] = scores
             record["why"] = (f"lowest {self._score_name} on the newest {len(valid):,} training rows, "
@@ -143,7 +175,8 @@ class SelectedEstimator(BaseEstimator):
             record["refit"] = False
         else:
             weights = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight)}
-            self.estimators_ = [clone(dict(self.candidates)[m]).fit(X, y, **weights) for m in members]
+            self.estimators_ = [clone(dict(self.candidates)[m]).set_params(**self._params(m)).fit(X, y, **weights)
+                                for m in members]
             self.calibrator_ = None
             record["refit"] = True
         self.__dict__.pop("_inner", None)
@@ -155,14 +188,24 @@ class SelectedEstimator(BaseEstimator):
     def _choose(self, X, y, sample_weight, fit, valid, dates, record):
         weights = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight)[fit]}
         yv = self._numeric(y[valid])
-        preds, failed = {}, {}
+        preds, failed, tried, best = {}, {}, {}, {}
         self._inner = {}
+        grids = self.grids or {}
         for name, est in self.candidates:
-            try:
-                self._inner[name] = clone(est).fit(X[fit], y[fit], **weights)
-                preds[name] = self._predict_one(self._inner[name], X[valid])
-            except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:   # e.g. no positive value
-                failed[name] = f"{type(exc).__name__}: {exc}"[:300]
+            for params in (ParameterGrid(grids[name]) if name in grids else [{}]):
+                try:
+                    model = clone(est).set_params(**params).fit(X[fit], y[fit], **weights)
+                    p = self._predict_one(model, X[valid])
+                except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:   # e.g. no positive value
+                    why = f"{type(exc).__name__}: {exc}"[:300]
+                    tried.setdefault(name, []).append({"params": params, "failed": why})
+                    continue
+                loss = float(self._metric(yv[None], p[None])[0])
+                tried.setdefault(name, []).append({"params": params, self._score_name: round(loss, 6)})
+                if loss < best.get(name, np.inf):
+                    best[name], preds[name], self._inner[name], self.best_params_[name] = loss, p, model, params
+            if name not in preds:
+                failed[name] = tried[name][-1]["failed"]
         if not preds:
             raise ValueError(f"every candidate failed to fit: {failed}")
         if failed:
@@ -171,6 +214,10 @@ class SelectedEstimator(BaseEstimator):
             preds["blend"] = np.mean(list(preds.values()), axis=0)
         metrics = {self._score_name: self._metric, **self._also}
         scores = {name: bootstrap(metrics, yv, p, self.n_boot, self.random_state) for name, p in preds.items()}
+        for name in grids:
+            if name in scores:
+                scores[name].update(params=self.best_params_[name], grid=tried[name])
+        self.best_params_ = {name: params for name, params in self.best_params_.items() if name in grids}
         baseline = np.full(len(yv), self._numeric(y[fit]).mean())
         record["baseline"] = {k: round(float(fn(yv[None], baseline[None])[0]), 6) for k, fn in metrics.items()
                               if k != "auc"}
@@ -348,6 +395,12 @@ class GuardedRegressor(RegressorMixin, BaseEstimator):
         return np.clip(self.regressor_.predict(X), *self.range_)
 
 
+def describe_params(params: dict | None) -> str:
+    """A grid setting as ``name=value`` pairs, each name without its nesting (``C=0.1``)."""
+    return ", ".join(f"{k.rsplit('__', 1)[-1]}={v:g}" if isinstance(v, float) else f"{k.rsplit('__', 1)[-1]}={v}"
+                     for k, v in (params or {}).items())
+
+
 def selection_table(metrics: dict) -> pd.DataFrame:
     """One row per (target, candidate) of a model version's ``metrics``: its score with interval,
     the trivial baseline's, and whether it was chosen (and recalibrated)."""
@@ -360,7 +413,7 @@ def selection_table(metrics: dict) -> pd.DataFrame:
         for name, score in choice["candidates"].items():
             s = score[scoring]
             rows.append({"target": target, "candidate": name + ("*" if name == choice["chosen"] else ""),
-                         "rule": scoring, "score": s["value"], "lo": s["lo"], "hi": s["hi"],
+                         "setting": describe_params(score.get("params")), "rule": scoring, "score": s["value"], "lo": s["lo"], "hi": s["hi"],
                          "baseline": choice["baseline"][scoring],
                          "calibrated": (method or "") if name == choice["chosen"] else ""})
     return pd.DataFrame(rows)

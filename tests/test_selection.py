@@ -100,6 +100,42 @@ def test_a_miscalibrated_classifier_is_recalibrated_and_its_calibration_error_fa
     assert good.selection_["calibration"]["method"] is None
 
 
+def test_a_grid_chooses_the_penalty_on_the_newest_rows_and_the_artifact_is_refitted_with_it():
+    rng = np.random.default_rng(0)
+    # few rows, many noise columns: a weak penalty overfits, a strong one does not
+    X = rng.normal(size=(1200, 300))
+    y = (rng.random(1200) < 1 / (1 + np.exp(-2 * X[:, 0]))).astype(int)
+    dates = _days(1200)
+    clf = SelectedClassifier([("logistic", LogisticRegression(C=100.0, max_iter=2000))],
+                             grids={"logistic": {"C": [100.0, 0.03]}}).fit(X, y, dates=dates)
+    s = clf.selection_
+    entry = s["candidates"]["logistic"]
+    assert entry["params"] == {"C": 0.03} and clf.best_params_ == {"logistic": {"C": 0.03}}
+    losses = {t["params"]["C"]: t["log_loss"] for t in entry["grid"]}
+    assert losses[0.03] < losses[100.0] and entry["log_loss"]["value"] == pytest.approx(losses[0.03], abs=1e-6)
+    assert clf.estimators_[0].C == 0.03 and s["refit"] is True
+    row = selection_table({"purchase": {"selection": s}}).iloc[0]
+    assert row["candidate"] == "logistic*" and row["setting"] == "C=0.03"
+    # each setting is scored on the same newest rows; a candidate without a grid is fitted once
+    both = SelectedClassifier([("prior", DummyClassifier()), ("logistic", LogisticRegression(max_iter=2000))],
+                              grids={"logistic": {"C": [100.0, 0.03]}}).fit(X, y, dates=dates)
+    assert "grid" not in both.selection_["candidates"]["prior"] and len(both.selection_["candidates"]["logistic"]["grid"]) == 2
+
+
+@pytest.mark.parametrize("grids, message", [
+    ({"boosting": {"C": [1.0]}}, "names 'boosting', which is not a candidate"),
+    ({"logistic": {"no_such_param": [1.0]}}, r"grids\['logistic'\] is not a valid parameter grid"),
+    ({"logistic": {"C": []}}, "need to be a non-empty sequence"),
+    ({"logistic": {}}, "must try at least one setting"),
+    (["C"], "must be a dict of candidate name"),
+])
+def test_a_grid_that_cannot_apply_is_refused_before_anything_is_fitted(grids, message):
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=message):
+        SelectedClassifier([("logistic", LogisticRegression())], grids=grids).fit(
+            rng.normal(size=(300, 3)), rng.integers(0, 2, 300))
+
+
 def test_too_few_rows_keep_the_default_and_say_why():
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(150, 2)), rng.integers(0, 2, 150)
