@@ -50,8 +50,15 @@ def test_drift_is_detected_once_and_retrained_once_then_the_new_model_serves(loo
     drift_day = pd.Timestamp("2024-01-01") + pd.Timedelta(days=scenario.drift_day)
     opened = checks[checks["action"] == "alert"]
     assert len(opened) == 1
-    assert (opened["check_date"].iloc[0] - drift_day).days <= 10        # caught within ten daily checks
-    assert not checks[checks["check_date"] < drift_day]["decision"].isin(["breach", "drift"]).any()
+    assert 0 <= (opened["check_date"].iloc[0] - drift_day).days <= 10   # caught within ten daily checks
+    # Before the drift: no episode. One lone breach may happen, and the 2-of-3 rule is there to
+    # absorb it: each check tests two targets at 97.5 %, and the first checks match fewer than 900
+    # outcomes (on 2024-11-01, 888 matches: churn's upper bound 0.0003 below the threshold with the
+    # penalties chosen on time, 0.002 above it without them).
+    before = checks[checks["check_date"] < drift_day]
+    assert not before["decision"].isin(["drift", "recovered"]).any()
+    assert (before["decision"] == "breach").sum() <= 1
+    assert (before["decision"] == "ok").sum() >= len(before) - 1
     alerts = table(loop_env, "SELECT kind, tier, dedup_key FROM alerts")
     assert len(alerts) == 1 and alerts["kind"].iloc[0] == "drift"
     retrains = table(loop_env, "SELECT version, status FROM model_versions WHERE reason = 'drift'")
