@@ -9,7 +9,8 @@ same versions. A promotion never makes the check blind: it watches what was serv
 Where transactions are loaded, the dates the outcome log does not cover mature from them: each
 client's latest prediction served H days before the window gets the label policy's outcome (as
 training derives it), no later than the newest transaction loaded.
-Anti-flapping: 2 of the last 3 checks in breach opens an episode; 2 clean checks close it. Too few
+Anti-flapping: 2 of the last 3 checks in breach opens an episode; 2 recovered checks
+(every target's live AUC back within the tolerance of its baseline) close it. Too few
 matured outcomes is `insufficient_data`, never `ok`.
 
 For the predictions too young to have outcomes (the newest model's first H days) the check

@@ -11,7 +11,10 @@ champion brings a new one every week). Fewer matches than the minimum is "insuff
 never "ok".
 
 Anti-flapping: drift opens an episode when 2 of the last 3 evaluable checks breach and closes after
-2 consecutive clean ones. An opened episode raises one alert at once and one retraining
+2 consecutive recovered ones: checks where every decision target's live AUC is back within the
+tolerance of its baseline (:func:`is_recovered`). Opening needs confident evidence of a drop and
+closing needs the drop gone, not merely unproven, so a drift that hovers near the detection limit
+stays one episode instead of closing and reopening. An opened episode raises one alert at once and one retraining
 ``retrain_delay_days`` later (labels logged since the drift began are there to learn from), at most
 one retraining per cooldown.
 
@@ -93,6 +96,19 @@ def is_breach(live: dict, baseline: dict, tolerance: float, n: int, min_n: int) 
     return any(breached)
 
 
+def is_recovered(live: dict, baseline: dict, tolerance: float) -> bool | None:
+    """True when every decision target's live AUC (point estimate) is at least its baseline - ``tolerance``;
+    None when a target has no live or baseline AUC."""
+    for target in DECISION_TARGETS:
+        value = live.get(target, {}).get("auc", {}).get("value")
+        base = baseline.get(target, {}).get("auc", {}).get("value")
+        if value is None or base is None:
+            return None
+        if value < base - tolerance:
+            return False
+    return True
+
+
 def is_estimated_drop(estimate: dict, tolerance: float) -> bool | None:
     """True when, for a target, the estimated AUC is below its validation reference minus ``tolerance``
     with 97.5 % confidence (the estimate's band and the reference's own sampling error, as in
@@ -125,18 +141,25 @@ def open_episode(history: list[dict], decision_key: str = "decision", episode_ke
     return episode
 
 
-def _episode_step(flags: list[bool | None], flag: bool | None, is_open: bool) -> str:
-    """'opens', 'continues', 'closes' or 'none' for the newest evaluable ``flag`` after earlier ``flags``."""
+def _episode_step(flags: list[bool | None], flag: bool | None, is_open: bool,
+                  cleans: list[bool | None] | None = None, clean: bool | None = None) -> str:
+    """'opens', 'continues', 'closes' or 'none' for the newest evaluable ``flag`` after earlier ``flags``.
+
+    ``cleans``/``clean`` say which checks count towards closing an open episode (None: not flagged).
+    """
     evaluable = [f for f in flags if f is not None] + [flag]
     if is_open:
-        return "closes" if len(evaluable) >= CLEAN_TO_CLOSE and not any(evaluable[-CLEAN_TO_CLOSE:]) else "continues"
+        cleans = [None] * len(flags) if cleans is None else cleans
+        closing = [(not f) if c is None else c for f, c in zip(flags + [flag], cleans + [clean]) if f is not None]
+        return "closes" if len(closing) >= CLEAN_TO_CLOSE and all(closing[-CLEAN_TO_CLOSE:]) else "continues"
     return "opens" if flag and sum(evaluable[-OUT_OF:]) >= BREACHES_TO_OPEN else "none"
 
 
 def decide(history: list[dict], breach: bool | None, check_date: dt.date, cooldown_days: int,
-           retrain_delay_days: int) -> tuple[str, str, bool]:
+           retrain_delay_days: int, recovered: bool | None = None) -> tuple[str, str, bool]:
     """Anti-flapping decision from earlier checks (oldest first, with ``check_date``, ``breach``,
-    ``decision``, ``action``, ``episode_id``) and this check's breach.
+    ``decision``, ``action``, ``episode_id`` and optionally ``recovered``) and this check's breach and
+    recovery (:func:`is_recovered`; where it is None, a check without breach counts as recovered).
 
     Returns:
         (decision, action, opens_episode).
@@ -146,7 +169,8 @@ def decide(history: list[dict], breach: bool | None, check_date: dt.date, cooldo
         return "insufficient_data", "none", False
     retrains = [r["check_date"] for r in history if r["action"] in RETRAIN_ACTIONS]
     cooling = bool(retrains) and (check_date - max(retrains)).days < cooldown_days
-    step = _episode_step([r["breach"] for r in history], breach, episode is not None)
+    step = _episode_step([r["breach"] for r in history], breach, episode is not None,
+                         [r.get("recovered") for r in history], recovered)
     if step == "closes":
         return "recovered", "resolved", False
     if step == "continues":

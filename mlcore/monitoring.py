@@ -397,12 +397,13 @@ def _record(engine, settings, tier, check_date, champion, start, n, live, baseli
     with engine.begin() as conn:
         conn.execute(sa.text("SET LOCAL lock_timeout = '60s'"))
         advisory_xact_lock(conn, f"drift_checks:{tier}", timeout=60)
-        history = [r._asdict() for r in conn.execute(sa.text(
+        history = [_with_recovery(r._asdict(), settings.drift_tolerance) for r in conn.execute(sa.text(
             "SELECT id, check_date, breach, decision, action, episode_id, estimate_drop, estimate_decision, "
-            " estimate_episode_id FROM drift_checks WHERE tier = :t AND check_date < :d ORDER BY check_date"),
-            {"t": tier, "d": check_date})]
+            " estimate_episode_id, metrics, baseline, tolerance FROM drift_checks "
+            "WHERE tier = :t AND check_date < :d ORDER BY check_date"), {"t": tier, "d": check_date})]
+        recovered = drift.is_recovered(live, baseline, settings.drift_tolerance) if breach is not None else None
         decision, action, opens = drift.decide(history, breach, check_date, settings.drift_cooldown_days,
-                                               settings.drift_retrain_delay_days)
+                                               settings.drift_retrain_delay_days, recovered)
         current = drift.open_episode(history)
         est_decision, est_action, est_opens = drift.decide_estimate(history, drop, decision == "drift")
         est_current = drift.open_episode(history, "estimate_decision", "estimate_episode_id", "estimated_drop")
@@ -437,6 +438,14 @@ def _record(engine, settings, tier, check_date, champion, start, n, live, baseli
                                   {"i": episode}).scalar_one()
     return {"id": row.id, "decision": decision, "action": action, "episode_id": episode, "opened": opened,
             "estimate_decision": est_decision, "estimate_action": est_action, "estimate_episode_id": est_episode}
+
+
+def _with_recovery(row: dict, default_tolerance: float) -> dict:
+    """An earlier check as :func:`drift.decide` reads it: its metrics replaced by whether it had recovered."""
+    live, baseline, tolerance = row.pop("metrics"), row.pop("baseline"), row.pop("tolerance")
+    row["recovered"] = (None if row["breach"] is None else
+                        drift.is_recovered(live, baseline, default_tolerance if tolerance is None else tolerance))
+    return row
 
 
 def _aucs(metrics: dict) -> dict:

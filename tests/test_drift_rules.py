@@ -38,6 +38,40 @@ def test_decisions_open_and_close_episodes_by_the_anti_flapping_rule(breaches, e
     assert [d for d, _ in replay_decisions(breaches)] == expected
 
 
+def replay_with_recovery(checks, cooldown=14, delay=12):
+    """As :func:`replay_decisions`, for (breach, recovered) pairs."""
+    history, out = [], []
+    for i, (breach, recovered) in enumerate(checks):
+        day = D0 + dt.timedelta(days=i)
+        decision, action, opens = drift.decide(history, breach, day, cooldown, delay, recovered)
+        episode = i + 1 if opens else (drift.open_episode(history) if decision in ("drift", "recovered") else None)
+        history.append({"check_date": day, "breach": breach, "recovered": recovered, "decision": decision,
+                        "action": action, "episode_id": episode})
+        out.append(decision)
+    return out
+
+
+def test_an_episode_closes_only_once_the_drop_is_gone_not_merely_unproven():
+    hovering = [(T, F), (T, F), (F, F), (F, F), (T, F), (F, True), (F, True)]
+    assert replay_with_recovery(hovering) == ["breach", "drift", "drift", "drift", "drift", "drift", "recovered"]
+    # outside an episode only the breach counts
+    assert replay_with_recovery([(F, F), (F, F), (T, F)]) == ["ok", "ok", "breach"]
+    # too little data neither opens, closes nor breaks the run of recovered checks
+    assert replay_with_recovery([(T, F), (T, F), (F, True), (N, None), (F, True)])[-1] == "recovered"
+
+
+@pytest.mark.parametrize("live, expected", [
+    ({"purchase": 0.70, "churn": 0.66}, True),
+    ({"purchase": 0.68, "churn": 0.66}, True),      # exactly at baseline - tolerance
+    ({"purchase": 0.67, "churn": 0.70}, False),     # one target still down is enough
+    ({"purchase": None, "churn": 0.66}, None),
+])
+def test_a_check_has_recovered_when_every_target_is_back_within_the_tolerance(live, expected):
+    baseline = {"purchase": {"auc": {"value": 0.70}}, "churn": {"auc": {"value": 0.66}}}
+    live = {t: {"auc": {"value": v}} for t, v in live.items()}
+    assert drift.is_recovered(live, baseline, 0.02 + 1e-9) is expected
+
+
 def test_an_episode_alerts_once_and_retrains_once_after_the_delay():
     out = replay_decisions([T, T] + [T] * 20, delay=5)
     actions = [a for _, a in out]
