@@ -298,7 +298,9 @@ class Api:
             if runs and runs[0]["state"] in ("success", "failed"):
                 return runs[0]
             if time.monotonic() > deadline:
-                raise AssertionError(f"{dag_id} {run_id or run_type}: no ended run after {timeout:.0f}s: {runs}")
+                seen = [{k: r[k] for k in ("dag_run_id", "state", "logical_date", "run_after")}
+                        | {"tasks": self.states(dag_id, r["dag_run_id"])} for r in runs]
+                raise AssertionError(f"{dag_id} {run_id or run_type}: no ended run after {timeout:.0f}s: {seen}")
             time.sleep(2)
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
