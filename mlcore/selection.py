@@ -34,6 +34,8 @@ from mlcore.params import check_param
 
 MIN_FIT_ROWS = 200
 MIN_CHOICE_ROWS = 100
+#: ``blend`` averages this many of the candidates, the best on the newer rows (all, when there are fewer).
+BLEND_SIZE = 2
 EPS = 1e-6
 
 
@@ -166,7 +168,7 @@ class SelectedEstimator(BaseEstimator):
         else:
             record["why"] = ("only one candidate" if why_not is None else
                              f"kept the default: {why_not}")
-        members = [m for m in names if m not in record.get("failed", {})] if chosen == "blend" else [chosen]
+        members = record["blend_of"] if chosen == "blend" else [chosen]
         if method:
             # The map was fitted on the scores of the models fitted on the older rows: those models
             # serve with it (a refit on all rows would score differently from what the map learnt).
@@ -211,7 +213,8 @@ class SelectedEstimator(BaseEstimator):
         if failed:
             record["failed"] = failed
         if self.blend and len(preds) > 1:
-            preds["blend"] = np.mean(list(preds.values()), axis=0)
+            record["blend_of"] = sorted(preds, key=lambda name: best[name])[:BLEND_SIZE]
+            preds["blend"] = np.mean([preds[name] for name in record["blend_of"]], axis=0)
         metrics = {self._score_name: self._metric, **self._also}
         scores = {name: bootstrap(metrics, yv, p, self.n_boot, self.random_state) for name, p in preds.items()}
         for name in grids:
@@ -236,7 +239,7 @@ class SelectedEstimator(BaseEstimator):
 
 
 class SelectedClassifier(ClassifierMixin, SelectedEstimator):
-    """The candidate classifier (or the mean of all: ``blend``) with the lowest log loss on the newer rows.
+    """The candidate classifier (or ``blend``, the mean of the two best) with the lowest log loss on the newer rows.
 
     With ``calibrate``, the chosen one's scores on the newer rows are split in time: isotonic and
     sigmoid maps are fitted on the older half and one is kept when it lowers the log loss of the
@@ -323,7 +326,7 @@ def _cal_output(cal, method, p):
 
 
 class SelectedRegressor(RegressorMixin, SelectedEstimator):
-    """The candidate regressor (or the mean of all: ``blend``) with the lowest squared error on the newer rows.
+    """The candidate regressor (or ``blend``, the mean of the two best) with the lowest squared error on the newer rows.
 
     Squared error is the proper scoring rule for a mean; predictions are clipped at zero (values
     are non-negative) before they are scored, as they are when served.

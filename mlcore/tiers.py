@@ -240,7 +240,7 @@ def elite_pipeline(random_state: int = 0, k_best: int = 200) -> Pipeline:
                 ("poisson_glm", _glm(PoissonRegressor, 0.01)),
                 ("two_part_glm", _two_part_glm()),
             ], grids={"poisson_glm": GLM_ALPHA_GRID, "two_part_glm": TWO_PART_GLM_GRID},
-                fallback="poisson_glm", random_state=random_state))),
+                blend=True, fallback="poisson_glm", random_state=random_state))),
     ])
 
 

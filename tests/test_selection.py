@@ -3,10 +3,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.compose import ColumnTransformer
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.model_selection import TimeSeriesSplit, cross_val_score
+from sklearn.pipeline import make_pipeline
 
 from mlcore.evaluation import calibration
 from mlcore.features import CoOccurrence, ConceptTfidf, RecencyConcepts, build_history
@@ -64,6 +66,31 @@ def test_the_blend_is_a_candidate_and_a_failing_candidate_is_left_out():
     assert set(s["candidates"]) == {"linear", "boosting", "blend"}
     assert s["chosen"] in ("boosting", "blend")                                # |x| is not linear
     assert s["candidates"]["boosting"]["r2"]["value"] > s["candidates"]["linear"]["r2"]["value"] + 0.3
+
+
+def test_the_blend_averages_the_two_best_candidates_and_serves_them():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(3000, 3))
+    y = np.abs(X[:, 0]) * 100 + X[:, 1] * 30 + rng.normal(0, 20, 3000)
+    reg = SelectedRegressor([("mean", DummyRegressor()), ("linear", LinearRegression()),
+                             ("boosting", HistGradientBoostingRegressor(max_iter=50))],
+                            blend=True).fit(X, y, dates=_days(3000))
+    s = reg.selection_
+    assert s["blend_of"] == ["boosting", "linear"]                             # by squared error on the newer rows
+    loss = {name: c["squared_error"]["value"] for name, c in s["candidates"].items()}
+    assert loss["blend"] <= (loss["boosting"] + loss["linear"]) / 2 < loss["mean"]   # the two, not the prior
+
+
+def test_a_chosen_blend_serves_its_two_members_refitted():
+    rng = np.random.default_rng(2)
+    X = rng.uniform(1, 2, size=(3000, 3))
+    y = X[:, 0] + X[:, 1] + rng.normal(0, 0.05, 3000)         # each member sees half: their mean is better
+    half = lambda col: make_pipeline(ColumnTransformer([("x", "passthrough", [col])]), LinearRegression())  # noqa: E731
+    reg = SelectedRegressor([("mean", DummyRegressor()), ("x0", half(0)), ("x1", half(1))],
+                            blend=True).fit(X, y, dates=_days(3000))
+    assert reg.selection_["chosen"] == "blend" and sorted(reg.selection_["blend_of"]) == ["x0", "x1"]
+    assert len(reg.estimators_) == 2 and reg.selection_["refit"]
+    np.testing.assert_allclose(reg.predict(X), (X[:, 0] + X[:, 1]) / 2 + 1.5, atol=0.05)  # each member adds the mean of the other half
 
 
 class _Overconfident(ClassifierMixin, BaseEstimator):
@@ -177,8 +204,9 @@ def test_scikit_learn_tools_work_on_a_tier_pipeline(tier):
     pipe = make_pipeline_for(tier)
     twin = clone(pipe)
     assert twin.get_params()["model__purchase__calibrate"] is True
-    twin.set_params(model__purchase__calibrate=False, model__clv__blend=True)
-    assert twin.get_params()["model__purchase__calibrate"] is False and pipe.get_params()["model__clv__blend"] is False
+    blend = pipe.get_params()["model__clv__blend"]
+    twin.set_params(model__purchase__calibrate=False, model__clv__blend=not blend)
+    assert twin.get_params()["model__purchase__calibrate"] is False and pipe.get_params()["model__clv__blend"] is blend
     assert len(h[np.arange(10)]) == 10 and h[5:8].samples["client_id"].tolist() == ["c5", "c6", "c7"]
     scores = cross_val_score(pipe, h, y, cv=TimeSeriesSplit(n_splits=3))
     assert scores.shape == (3,) and np.isfinite(scores).all() and (scores > 0.3).all()
