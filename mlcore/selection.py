@@ -165,6 +165,10 @@ class SelectedEstimator(BaseEstimator):
             record["candidates"] = scores
             record["why"] = (f"lowest {self._score_name} on the newest {len(valid):,} training rows, "
                              f"fitted on {len(fit):,} older ones")
+            if record.get("blend_kept") is False:
+                g = record["blend_gain"]
+                record["why"] += (f"; the blend of {' and '.join(record['blend_of'])} was lower by {g['value']:.4g} "
+                                  f"(90% interval {g['lo']:.4g} to {g['hi']:.4g}), within noise, so {chosen} serves")
         else:
             record["why"] = ("only one candidate" if why_not is None else
                              f"kept the default: {why_not}")
@@ -225,8 +229,26 @@ class SelectedEstimator(BaseEstimator):
         record["baseline"] = {k: round(float(fn(yv[None], baseline[None])[0]), 6) for k, fn in metrics.items()
                               if k != "auc"}
         chosen = min(scores, key=lambda name: (scores[name][self._score_name]["value"], list(scores).index(name)))
+        if chosen == "blend":
+            chosen = self._blend_or_best(yv, preds, record)
         method = self._choose_calibration(yv, preds[chosen], record) if self.calibrate else None
         return chosen, method, scores
+
+    def _blend_or_best(self, yv, preds, record) -> str:
+        """``blend`` only when it beats its best member beyond noise, else that member.
+
+        The gain is the mean per-row loss of the best member minus the blend's, on the same rows;
+        its paired bootstrap's 5% quantile must be above zero (the blend costs two fits and two
+        predictions, so a tie goes to the single model).
+        """
+        top = record["blend_of"][0]
+        per_row = lambda p: self._metric(yv[:, None], p[:, None])          # noqa: E731
+        gain = per_row(preds[top]) - per_row(preds["blend"])
+        mean = {"gain": lambda _, d: d.mean(axis=1)}
+        record["blend_gain"] = bootstrap(mean, gain, gain, self.n_boot, self.random_state, level=0.9)["gain"]
+        kept = (record["blend_gain"]["lo"] or 0.0) > 0
+        record["blend_kept"] = bool(kept)
+        return "blend" if kept else top
 
     def _numeric(self, y) -> np.ndarray:
         return np.asarray(y, dtype=float)
@@ -239,7 +261,10 @@ class SelectedEstimator(BaseEstimator):
 
 
 class SelectedClassifier(ClassifierMixin, SelectedEstimator):
-    """The candidate classifier (or ``blend``, the mean of the two best) with the lowest log loss on the newer rows.
+    """The candidate classifier with the lowest log loss on the newer rows.
+
+    With ``blend``, the mean of the two best is a candidate too, kept when it beats the best
+    beyond noise.
 
     With ``calibrate``, the chosen one's scores on the newer rows are split in time: isotonic and
     sigmoid maps are fitted on the older half and one is kept when it lowers the log loss of the
@@ -326,7 +351,10 @@ def _cal_output(cal, method, p):
 
 
 class SelectedRegressor(RegressorMixin, SelectedEstimator):
-    """The candidate regressor (or ``blend``, the mean of the two best) with the lowest squared error on the newer rows.
+    """The candidate regressor with the lowest squared error on the newer rows.
+
+    With ``blend``, the mean of the two best is a candidate too, kept when it beats the best
+    beyond noise.
 
     Squared error is the proper scoring rule for a mean; predictions are clipped at zero (values
     are non-negative) before they are scored, as they are when served.

@@ -89,8 +89,23 @@ def test_a_chosen_blend_serves_its_two_members_refitted():
     reg = SelectedRegressor([("mean", DummyRegressor()), ("x0", half(0)), ("x1", half(1))],
                             blend=True).fit(X, y, dates=_days(3000))
     assert reg.selection_["chosen"] == "blend" and sorted(reg.selection_["blend_of"]) == ["x0", "x1"]
+    assert reg.selection_["blend_kept"] and reg.selection_["blend_gain"]["lo"] > 0
     assert len(reg.estimators_) == 2 and reg.selection_["refit"]
     np.testing.assert_allclose(reg.predict(X), (X[:, 0] + X[:, 1]) / 2 + 1.5, atol=0.05)  # each member adds the mean of the other half
+
+
+def test_a_blend_that_beats_its_best_member_only_by_noise_gives_way_to_it():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(3000, 4))
+    y = X[:, 0] * 10 + rng.normal(0, 1, 3000)
+    cols = lambda c: make_pipeline(ColumnTransformer([("x", "passthrough", c)]), LinearRegression())  # noqa: E731
+    reg = SelectedRegressor([("mean", DummyRegressor()), ("a", cols([0])), ("b", cols([0, 1, 2, 3]))],
+                            blend=True).fit(X, y, dates=_days(3000))   # b: a plus three columns of noise
+    s = reg.selection_
+    loss = {name: c["squared_error"]["value"] for name, c in s["candidates"].items()}
+    assert loss["blend"] < min(loss["a"], loss["b"])                  # the lowest, by a hair
+    assert s["blend_gain"]["lo"] < 0 < s["blend_gain"]["value"] and not s["blend_kept"]
+    assert s["chosen"] == s["blend_of"][0] == "b" and len(reg.estimators_) == 1
 
 
 class _Overconfident(ClassifierMixin, BaseEstimator):
