@@ -112,6 +112,10 @@ def cmd_models(args, settings):
                 print(f"\n{tier} v{champion.version} (champion): candidates per target, scored on the newest "
                       "training rows (lower is better; * chosen)")
                 print(table.to_string(index=False))
+                for target, entry in champion.metrics.items():
+                    why = (entry.get("selection") or {}).get("why") if isinstance(entry, dict) else None
+                    if why:
+                        print(f"  {target}: {why}")
 
 
 def cmd_promote(args, settings):

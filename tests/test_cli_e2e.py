@@ -20,6 +20,7 @@ def test_synth_ingest_train_score(engine, tmp_path, monkeypatch, capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "promoted to champion" in out and "scored" in out and "elite" in out
+    assert "clv: lowest squared_error on the newest" in out                # why each target chose what it did
     with engine.connect() as conn:
         n_pred = conn.execute(sa.text("SELECT count(*) FROM predictions WHERE run_id = 'e2e'")).scalar_one()
         n_clients = conn.execute(sa.text("SELECT count(DISTINCT client_id) FROM notes "
