@@ -1,6 +1,7 @@
 """The Fast and Elite tiers: whole scikit-learn pipelines (features included), three targets each."""
 from __future__ import annotations
 
+import functools
 import numbers
 import warnings
 
@@ -100,6 +101,26 @@ def to_dense(X):
     return X.astype(np.float32).toarray() if sp.issparse(X) else np.asarray(X, dtype=np.float32)
 
 
+def _varying_first(X, y, score):
+    """``score(X, y)`` (an F-test) with the columns constant in ``X`` ranked last.
+
+    A column constant in the training window (a concept no training note has, no purchases yet)
+    has no information, but rounding gives it an arbitrary F (f_classif ranked one above a real
+    column) or a warning: it is scored NaN, which :class:`~sklearn.feature_selection.SelectKBest`
+    ranks last, and the F-test runs on the other columns only.
+    """
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    varying = np.flatnonzero(np.ravel(hi.toarray() - lo.toarray() if sp.issparse(lo) else hi - lo) != 0)
+    f, p = np.full(X.shape[1], np.nan), np.ones(X.shape[1])
+    if len(varying):
+        with warnings.catch_warnings():
+            # a column constant within each class (f_classif) or 0/0 F: NaN, ranked last as well
+            warnings.filterwarnings("ignore", "Features .* are constant", UserWarning)
+            warnings.filterwarnings("ignore", "invalid value encountered in (divide|sqrt)", RuntimeWarning)
+            f[varying], p[varying] = score(X[:, varying], y)
+    return f, p
+
+
 _HGB = dict(learning_rate=0.08, max_iter=250, max_leaf_nodes=15, min_samples_leaf=80, l2_regularization=1.0,
             early_stopping=True, validation_fraction=0.1, n_iter_no_change=15)
 
@@ -124,13 +145,8 @@ class _SelectedBoosting(BaseEstimator):
         if self.loss is not None and not isinstance(self.loss, str):
             raise ValueError(f"{type(self).__name__}: loss must be a scikit-learn loss name or None, got {self.loss!r}.")
         classify = is_classifier(self)
-        score = f_classif if classify else f_regression
-        with warnings.catch_warnings():
-            # A column constant in the training window (a concept no training note has, no purchases
-            # yet) scores NaN: SelectKBest ranks it last, which is what it should do, but warns twice.
-            warnings.filterwarnings("ignore", "Features .* are constant", UserWarning)
-            warnings.filterwarnings("ignore", "invalid value encountered in divide", RuntimeWarning)
-            self.selector_ = SelectKBest(score, k=min(self.k_best, X.shape[1])).fit(X, y)
+        score = functools.partial(_varying_first, score=f_classif if classify else f_regression)
+        self.selector_ = SelectKBest(score, k=min(self.k_best, X.shape[1])).fit(X, y)
         kwargs = {} if self.loss is None else {"loss": self.loss}
         model = (HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor)(
             **{**_HGB, "max_iter": self.max_iter}, **kwargs, random_state=self.random_state)

@@ -340,3 +340,23 @@ def test_binary_copy_writes_exact_values_and_refuses_what_it_cannot_encode(train
     finally:
         raw.rollback()
         raw.close()
+
+
+def test_boosting_ranks_constant_columns_last_without_warning():
+    """A column constant in the training window is ranked last, dense or sparse, without a warning:
+    rounding gave it an F above a real column's in f_classif, and a sqrt of a negative variance in
+    f_regression."""
+    import warnings
+
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.random(5_000), np.full(5_000, 0.1), rng.random(5_000)])
+    value = 100.0 * (1 + X[:, 2]) * (rng.random(5_000) < 0.2 + 0.6 * X[:, 0])
+    for matrix in (X, sp.csr_matrix(X)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            for est in (SelectedBoostingRegressor(2, loss="poisson", max_iter=20),
+                        SelectedBoostingClassifier(2, max_iter=20)):
+                est.fit(matrix, (value > 0).astype(int) if hasattr(est, "predict_proba") else value)
+                assert est.selector_.get_support().tolist() == [True, False, True]
