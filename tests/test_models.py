@@ -1,10 +1,12 @@
 """Training, registry and scoring against the real database on a small synthetic world."""
 import dataclasses
 import datetime as dt
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 import sqlalchemy as sa
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.pipeline import Pipeline
@@ -346,10 +348,6 @@ def test_boosting_ranks_constant_columns_last_without_warning():
     """A column constant in the training window is ranked last, dense or sparse, without a warning:
     rounding gave it an F above a real column's in f_classif, and a sqrt of a negative variance in
     f_regression."""
-    import warnings
-
-    import scipy.sparse as sp
-
     rng = np.random.default_rng(0)
     X = np.column_stack([rng.random(5_000), np.full(5_000, 0.1), rng.random(5_000)])
     value = 100.0 * (1 + X[:, 2]) * (rng.random(5_000) < 0.2 + 0.6 * X[:, 0])
