@@ -26,8 +26,10 @@ demo: install
 airflow-ui: install
 	PYTHONPATH=plugins $(BIN)/python -u -m demo.standalone
 
+# Two workers; a test file stays on one worker (its module fixtures are built once). TEST_WORKERS=0: serial.
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Scale benchmark (10k, 100k, 1M clients): table on stdout, figures in bench/results/suite.json.
 bench: install

@@ -12,7 +12,6 @@ which extrapolates where boosted trees stay flat. What was chosen, and why, is i
 
 Example:
     >>> from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import ParameterGrid
     >>> clf = SelectedClassifier([("c1", LogisticRegression(C=1.0)), ("c0.1", LogisticRegression(C=0.1))])
     >>> clf.fit(X, y, dates=dates).selection_["chosen"]  # doctest: +SKIP
     'c1'
