@@ -33,8 +33,6 @@ from mlcore.params import check_param
 
 MIN_FIT_ROWS = 200
 MIN_CHOICE_ROWS = 100
-#: ``blend`` averages this many of the candidates, the best on the newer rows (all, when there are fewer).
-BLEND_SIZE = 2
 EPS = 1e-6
 
 
@@ -216,7 +214,7 @@ class SelectedEstimator(BaseEstimator):
         if failed:
             record["failed"] = failed
         if self.blend and len(preds) > 1:
-            record["blend_of"] = sorted(preds, key=lambda name: best[name])[:BLEND_SIZE]
+            record["blend_of"] = self._best_pair(yv, preds, best)
             preds["blend"] = np.mean([preds[name] for name in record["blend_of"]], axis=0)
         metrics = {self._score_name: self._metric, **self._also}
         scores = {name: bootstrap(metrics, yv, p, self.n_boot, self.random_state) for name, p in preds.items()}
@@ -229,18 +227,29 @@ class SelectedEstimator(BaseEstimator):
                               if k != "auc"}
         chosen = min(scores, key=lambda name: (scores[name][self._score_name]["value"], list(scores).index(name)))
         if chosen == "blend":
-            chosen = self._blend_or_best(yv, preds, record)
+            single = min(best, key=lambda name: (best[name], list(best).index(name)))
+            chosen = self._blend_or_best(yv, preds, record, top=single)
         method = self._choose_calibration(yv, preds[chosen], record) if self.calibrate else None
         return chosen, method, scores
 
-    def _blend_or_best(self, yv, preds, record) -> str:
-        """``blend`` only when it beats its best member beyond noise, else that member.
+    def _best_pair(self, yv, preds, best) -> list[str]:
+        """The two candidates whose mean scores lowest on the newer rows, the better one first.
 
-        The gain is the mean per-row loss of the best member minus the blend's, on the same rows;
+        The pair is searched, not taken as the two best alone: two candidates of one family (two
+        linear models) make the same errors, and their mean gains little over either.
+        """
+        names = sorted(preds, key=lambda name: best[name])
+        pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+        loss = lambda pair: float(self._metric(yv[None], np.mean([preds[n] for n in pair], axis=0)[None])[0])  # noqa: E731
+        return list(min(pairs, key=lambda pair: (loss(pair), pairs.index(pair))))
+
+    def _blend_or_best(self, yv, preds, record, top: str) -> str:
+        """``blend`` only when it beats ``top``, the best single candidate, beyond noise, else ``top``.
+
+        The gain is the mean per-row loss of ``top`` minus the blend's, on the same rows;
         its paired bootstrap's 5% quantile must be above zero (the blend costs two fits and two
         predictions, so a tie goes to the single model).
         """
-        top = record["blend_of"][0]
         per_row = lambda p: self._metric(yv[:, None], p[:, None])          # noqa: E731
         gain = per_row(preds[top]) - per_row(preds["blend"])
         mean = {"gain": lambda _, d: d.mean(axis=1)}
@@ -262,8 +271,8 @@ class SelectedEstimator(BaseEstimator):
 class SelectedClassifier(ClassifierMixin, SelectedEstimator):
     """The candidate classifier with the lowest log loss on the newer rows.
 
-    With ``blend``, the mean of the two best is a candidate too, kept when it beats the best
-    beyond noise.
+    With ``blend``, the mean of the pair of candidates that scores best together is a candidate
+    too, kept when it beats the best single one beyond noise.
 
     With ``calibrate``, the chosen one's scores on the newer rows are split in time: isotonic and
     sigmoid maps are fitted on the older half and one is kept when it lowers the log loss of the
@@ -352,8 +361,8 @@ def _cal_output(cal, method, p):
 class SelectedRegressor(RegressorMixin, SelectedEstimator):
     """The candidate regressor with the lowest squared error on the newer rows.
 
-    With ``blend``, the mean of the two best is a candidate too, kept when it beats the best
-    beyond noise.
+    With ``blend``, the mean of the pair of candidates that scores best together is a candidate
+    too, kept when it beats the best single one beyond noise.
 
     Squared error is the proper scoring rule for a mean; predictions are clipped at zero (values
     are non-negative) before they are scored, as they are when served.

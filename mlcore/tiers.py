@@ -228,8 +228,8 @@ def fast_pipeline(random_state: int = 0) -> Pipeline:
 
 
 def elite_pipeline(random_state: int = 0, k_best: int = 200) -> Pipeline:
-    """Elite tier: recency-weighted concepts, co-occurrence, diversity, activity, purchase history and
-    the customer-base model's predictions (BG/NBD x Gamma-Gamma); per target, boosting, a linear
+    """Elite tier: Fast's concept TF-IDF, recency-weighted concepts, co-occurrence, diversity, activity,
+    purchase history and the customer-base model's predictions (BG/NBD x Gamma-Gamma); per target, boosting, a linear
     model and their soft vote (classifiers) or four CLV families (Fast's linear ones among them),
     chosen on time, the linear models' penalties too."""
     def classifier():
@@ -239,6 +239,7 @@ def elite_pipeline(random_state: int = 0, k_best: int = 200) -> Pipeline:
                                   random_state=random_state)
     return Pipeline([
         ("features", FeatureUnion([
+            ("tfidf", ConceptTfidf()),      # Fast's concept block: Elite's linear candidates see all Fast sees
             ("recency", RecencyConcepts(half_lives=(30, 120, None))), ("stats", ActivityStats()),
             ("diversity", ConceptDiversity()), ("pairs", CoOccurrence()), ("purchases", PurchaseHistory()),
             ("customer_base", CustomerBase(random_state=random_state)),

@@ -68,6 +68,21 @@ def test_the_blend_is_a_candidate_and_a_failing_candidate_is_left_out():
     assert s["candidates"]["boosting"]["r2"]["value"] > s["candidates"]["linear"]["r2"]["value"] + 0.3
 
 
+def test_the_blend_pairs_candidates_that_err_differently_not_the_two_best():
+    rng = np.random.default_rng(4)
+    X = rng.uniform(1, 2, size=(3000, 6))
+    y = X[:, 0] * 10 + X[:, 1] * 8 + rng.normal(0, 0.3, 3000)
+    cols = lambda c: make_pipeline(ColumnTransformer([("x", "passthrough", c)]), LinearRegression())  # noqa: E731
+    # a and a_noisy see x0 (the two best alone, making the same errors); b sees x1 only
+    reg = SelectedRegressor([("a", cols([0])), ("a_noisy", cols([0, 2, 3, 4, 5])), ("b", cols([1]))],
+                            blend=True).fit(X, y, dates=_days(3000))
+    s = reg.selection_
+    loss = {name: c["squared_error"]["value"] for name, c in s["candidates"].items()}
+    assert max(loss["a"], loss["a_noisy"]) < loss["b"]
+    assert sorted(s["blend_of"]) == ["a", "b"] and s["chosen"] == "blend" and s["blend_kept"]
+    assert loss["blend"] < min(loss["a"], loss["a_noisy"], loss["b"])
+
+
 def test_the_blend_averages_the_two_best_candidates_and_serves_them():
     rng = np.random.default_rng(1)
     X = rng.normal(size=(3000, 3))
