@@ -142,8 +142,12 @@ class SelectedEstimator(BaseEstimator):
                     f"{MIN_CHOICE_ROWS})")
         return None
 
-    def fit(self, X, y, sample_weight=None, dates=None):
-        """Choose on the newer rows, then refit the choice on all rows; ``dates``: each row's outcome date."""
+    def fit(self, X, y, sample_weight=None, dates=None, given=None):
+        """Choose on the newer rows, then refit the choice on all rows; ``dates``: each row's outcome date.
+
+        ``given``: a fitted :class:`SelectedClassifier` of whether ``y > 0``, fitted on the same rows
+        and dates, for candidates that take their probability from it (``TwoPartRegressor("given", ...)``).
+        """
         self._check_params()
         y = np.asarray(y)
         self._prepare(y)
@@ -158,7 +162,7 @@ class SelectedEstimator(BaseEstimator):
         chosen, method = self._default(), None
         self.best_params_ = {}
         if why_not is None and (len(names) > 1 or self.blend or self.calibrate or self.grids):
-            chosen, method, scores = self._choose(X, y, sample_weight, fit, valid, dates, record)
+            chosen, method, scores = self._choose(X, y, sample_weight, fit, valid, record, given)
             record["candidates"] = scores
             record["why"] = (f"lowest {self._score_name} on the newest {len(valid):,} training rows, "
                              f"fitted on {len(fit):,} older ones")
@@ -178,18 +182,25 @@ class SelectedEstimator(BaseEstimator):
             record["refit"] = False
         else:
             weights = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight)}
-            self.estimators_ = [clone(dict(self.candidates)[m]).set_params(**self._params(m)).fit(X, y, **weights)
-                                for m in members]
+            self.estimators_ = [clone(dict(self.candidates)[m]).set_params(**self._params(m))
+                                .fit(X, y, **weights, **_given_kwargs(dict(self.candidates)[m], given)) for m in members]
             self.calibrator_ = None
             record["refit"] = True
+        if why_not is None and "candidates" in record:
+            # what the choice saw, for a value model that takes its probability from this one (see ``given``)
+            self.choice_model_ = _Mean([self._inner[m] for m in members], (len(fit), len(valid)))
         self.__dict__.pop("_inner", None)
         self.__dict__.pop("_cal_data", None)
         record["chosen"] = chosen
         self.selection_ = record
         return self
 
-    def _choose(self, X, y, sample_weight, fit, valid, dates, record):
+    def _choose(self, X, y, sample_weight, fit, valid, record, given=None):
         weights = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight)[fit]}
+        # a probability taken from ``given`` must come from its model fitted on these same older rows
+        seen = getattr(given, "choice_model_", None)
+        if seen is not None and seen.split != (len(fit), len(valid)):
+            seen = None
         yv = self._numeric(y[valid])
         preds, failed, tried, best = {}, {}, {}, {}
         self._inner = {}
@@ -197,7 +208,11 @@ class SelectedEstimator(BaseEstimator):
         for name, est in self.candidates:
             for params in (ParameterGrid(grids[name]) if name in grids else [{}]):
                 try:
-                    model = clone(est).set_params(**params).fit(X[fit], y[fit], **weights)
+                    if _takes_given(est) and seen is None:
+                        raise ValueError("it takes P(y > 0) from the purchase model, which made no choice on "
+                                         "these rows")
+                    model = clone(est).set_params(**params).fit(X[fit], y[fit], **weights,
+                                                                **_given_kwargs(est, seen))
                     p = self._predict_one(model, X[valid])
                 except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:   # e.g. no positive value
                     why = f"{type(exc).__name__}: {exc}"[:300]
@@ -387,21 +402,31 @@ class SelectedRegressor(RegressorMixin, SelectedEstimator):
 class TwoPartRegressor(RegressorMixin, BaseEstimator):
     """``P(y > 0) x E[y | y > 0]``: a classifier for whether there is any value, a regressor for how much.
 
-    Suits a value that is zero in most windows (no purchase) and skewed when positive.
+    Suits a value that is zero in most windows (no purchase) and skewed when positive. With
+    ``classifier="given"``, ``fit``'s ``given`` (a fitted classifier of ``y > 0``, e.g. the tier's
+    purchase model, chosen and calibrated for that target) gives the probability; it is not refitted.
     """
 
     def __init__(self, classifier, regressor):
         self.classifier = classifier
         self.regressor = regressor
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, given=None):
         y = np.asarray(y, dtype=float)
         positive = y > 0
-        if positive.all() or not positive.any():
-            raise ValueError("TwoPartRegressor needs rows with y > 0 and rows with y = 0.")
         w = None if sample_weight is None else np.asarray(sample_weight)
-        self.classifier_ = clone(self.classifier).fit(X, positive.astype(int),
-                                                      **({} if w is None else {"sample_weight": w}))
+        if _takes_given(self):
+            if given is None or not hasattr(given, "predict_proba"):
+                raise ValueError("TwoPartRegressor(classifier='given') needs fit's given: a fitted classifier "
+                                 f"of y > 0, got {given!r}.")
+            if not positive.any():
+                raise ValueError("TwoPartRegressor needs rows with y > 0.")
+            self.classifier_ = given
+        elif positive.all() or not positive.any():
+            raise ValueError("TwoPartRegressor needs rows with y > 0 and rows with y = 0.")
+        else:
+            self.classifier_ = clone(self.classifier).fit(X, positive.astype(int),
+                                                          **({} if w is None else {"sample_weight": w}))
         rows = np.flatnonzero(positive)
         self.regressor_ = clone(self.regressor).fit(X[rows], y[rows],
                                                     **({} if w is None else {"sample_weight": w[rows]}))
@@ -410,6 +435,25 @@ class TwoPartRegressor(RegressorMixin, BaseEstimator):
     def predict(self, X):
         check_is_fitted(self, "regressor_")
         return self.classifier_.predict_proba(X)[:, 1] * np.clip(self.regressor_.predict(X), 0.0, None)
+
+
+def _takes_given(est) -> bool:
+    return isinstance(est, TwoPartRegressor) and isinstance(est.classifier, str) and est.classifier == "given"
+
+
+def _given_kwargs(est, given) -> dict:
+    return {"given": given} if _takes_given(est) else {}
+
+
+class _Mean:
+    """The mean probability of classifiers (a chosen candidate or blend, as fitted for the choice)."""
+
+    def __init__(self, estimators, split: tuple[int, int]):
+        self.estimators, self.split = estimators, split
+
+    def predict_proba(self, X):
+        p = np.mean([est.predict_proba(X)[:, 1] for est in self.estimators], axis=0)
+        return np.column_stack([1 - p, p])
 
 
 class GuardedRegressor(RegressorMixin, BaseEstimator):

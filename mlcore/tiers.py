@@ -22,7 +22,8 @@ from mlcore.features import (ActivityStats, CoOccurrence, ConceptDiversity, Conc
                              PurchaseHistory, RecencyConcepts)
 from mlcore.forest import CompiledForest
 from mlcore.params import check_param
-from mlcore.selection import GuardedRegressor, SelectedClassifier, SelectedRegressor, TwoPartRegressor, SelectedEstimator
+from mlcore.selection import (GuardedRegressor, SelectedClassifier, SelectedEstimator, SelectedRegressor, TwoPartRegressor,
+                              _takes_given)
 
 patch_weighted_binning()    # weighted boosting fits (drift retrainings) bin in one sort per column
 
@@ -58,8 +59,9 @@ class MultiTargetModel(BaseEstimator):
         if Y.ndim != 2 or Y.shape[1] != 3:
             raise ValueError(f"y must have the 3 columns {TARGETS}, got shape {Y.shape}.")
 
-        def fit(est, rows, target):
-            kwargs = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight)[rows]}
+        def fit(est, rows, target, **kwargs):
+            if sample_weight is not None:
+                kwargs["sample_weight"] = np.asarray(sample_weight)[rows]
             if dates is not None and isinstance(est, SelectedEstimator):
                 kwargs["dates"] = np.asarray(dates)[rows]
             return clone(est).fit(X[rows], target[rows], **kwargs)
@@ -69,7 +71,12 @@ class MultiTargetModel(BaseEstimator):
         if self.clv_given_purchase:
             self.clv_ = fit(self.clv, np.flatnonzero((Y[:, 0] == 1) & (Y[:, 2] > 0)), Y[:, 2])
         else:
-            self.clv_ = fit(self.clv, every, Y[:, 2])
+            # a CLV candidate TwoPartRegressor("given", ...) takes P(value > 0) from the purchase model
+            # (the contract's value is positive exactly in windows with a purchase)
+            given = {"given": self.purchase_} if _takes_given(self.clv) or isinstance(self.clv, SelectedRegressor) else {}
+            self.clv_ = fit(self.clv, every, Y[:, 2], **given)
+        for est in (self.purchase_, self.churn_):
+            est.__dict__.pop("choice_model_", None)      # the choice's models: not part of the artifact
         return self
 
     @property
@@ -200,7 +207,8 @@ TWO_PART_GLM_GRID = {"regressor__regressor__regressor__alpha": [0.01, 0.03, 0.1,
 
 
 def _two_part_glm():
-    return TwoPartRegressor(LogisticRegression(C=0.3, max_iter=500), _glm(GammaRegressor, 0.1))
+    """The purchase model's probability x a Gamma GLM of the value given a purchase."""
+    return TwoPartRegressor("given", _glm(GammaRegressor, 0.1))
 
 
 def fast_pipeline(random_state: int = 0) -> Pipeline:
@@ -249,10 +257,10 @@ def elite_pipeline(random_state: int = 0, k_best: int = 200) -> Pipeline:
             purchase=classifier(),
             churn=classifier(),
             clv=SelectedRegressor([
-                # the value is zero in most windows and skewed when positive: P(any) x E[value | any]
+                # the value is zero in most windows and skewed when positive: P(any) x E[value | any],
+                # P from the purchase model (chosen and calibrated for that target), not a second copy of it
                 ("two_part_boosting", TwoPartRegressor(
-                    SelectedBoostingClassifier(k_best, random_state=random_state),
-                    SelectedBoostingRegressor(k_best, loss="gamma", random_state=random_state))),
+                    "given", SelectedBoostingRegressor(k_best, loss="gamma", random_state=random_state))),
                 ("poisson_boosting", SelectedBoostingRegressor(k_best, loss="poisson", random_state=random_state)),
                 ("poisson_glm", _glm(PoissonRegressor, 0.01)),
                 ("two_part_glm", _two_part_glm()),

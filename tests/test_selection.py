@@ -137,6 +137,35 @@ class _Overconfident(ClassifierMixin, BaseEstimator):
         return np.column_stack([1 - p, p])
 
 
+def test_a_two_part_value_takes_its_probability_from_the_purchase_model_as_fitted_for_the_choice():
+    rng = np.random.default_rng(0)
+    X, dates = rng.normal(size=(4000, 3)), _days(4000)
+    bought = (rng.random(4000) < 1 / (1 + np.exp(-2 * X[:, 0]))).astype(int)
+    value = bought * np.exp(4 + 0.5 * X[:, 1])
+    purchase = SelectedClassifier([("logistic", LogisticRegression())], grids={"logistic": {"C": [0.01, 1.0]}}
+                                  ).fit(X, bought, dates=dates)
+    seen = purchase.choice_model_                  # the chosen setting as fitted on the older rows only
+    fit, choose = time_order_split(len(X), dates)
+    assert seen.split == (len(fit), len(choose))
+    assert seen.estimators[0].coef_.tolist() != purchase.estimators_[0].coef_.tolist()
+    cands = [("two_part", TwoPartRegressor("given", LinearRegression())), ("linear", LinearRegression())]
+    reg = SelectedRegressor(cands).fit(X, value, dates=dates, given=purchase)
+    s = reg.selection_
+    assert s["chosen"] == "two_part" and reg.estimators_[0].classifier_ is purchase      # shared, not refitted
+    # scored on the choosing rows with the probability the older rows' model gives them (no row it learnt from)
+    pos = fit[value[fit] > 0]
+    p = np.clip(seen.predict_proba(X[choose])[:, 1] * LinearRegression().fit(X[pos], value[pos]).predict(X[choose]), 0, None)
+    assert s["candidates"]["two_part"]["squared_error"]["value"] == pytest.approx(((value[choose] - p) ** 2).mean(), rel=1e-4)
+    served = purchase.predict_proba(X)[:, 1] * LinearRegression().fit(X[value > 0], value[value > 0]).predict(X)
+    np.testing.assert_allclose(reg.predict(X), np.clip(served, 0, None), rtol=1e-9)
+    # a purchase model chosen on another window cannot lend its choice: the candidate is left out, saying why
+    other = clone(purchase).set_params(valid_days=30).fit(X, bought, dates=dates)
+    s = SelectedRegressor(cands).fit(X, value, dates=dates, given=other).selection_
+    assert s["chosen"] == "linear" and "made no choice on these rows" in s["failed"]["two_part"]
+    with pytest.raises(ValueError, match="needs fit's given"):
+        TwoPartRegressor("given", LinearRegression()).fit(X, value)
+
+
 def test_a_miscalibrated_classifier_is_recalibrated_and_its_calibration_error_falls_on_new_rows():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(12000, 3))
@@ -240,6 +269,9 @@ def test_scikit_learn_tools_work_on_a_tier_pipeline(tier):
     assert len(h[np.arange(10)]) == 10 and h[5:8].samples["client_id"].tolist() == ["c5", "c6", "c7"]
     scores = cross_val_score(pipe, h, y, cv=TimeSeriesSplit(n_splits=3))
     assert scores.shape == (3,) and np.isfinite(scores).all() and (scores > 0.3).all()
+    model = pipe.fit(h, y, model__dates=h.samples["as_of"].to_numpy())[-1]
+    # the choice's own models are not kept in the artifact
+    assert not hasattr(model.purchase_, "choice_model_") and not hasattr(model.churn_, "choice_model_")
 
 
 @pytest.mark.parametrize("estimator, message", [
