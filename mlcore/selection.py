@@ -182,11 +182,12 @@ class SelectedEstimator(BaseEstimator):
             record["refit"] = False
         else:
             weights = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight)}
-            self.estimators_ = [clone(dict(self.candidates)[m]).set_params(**self._params(m))
-                                .fit(X, y, **weights, **_given_kwargs(dict(self.candidates)[m], given)) for m in members]
+            candidates = dict(self.candidates)
+            self.estimators_ = [clone(candidates[m]).set_params(**self._params(m))
+                                .fit(X, y, **weights, **_given_kwargs(candidates[m], given)) for m in members]
             self.calibrator_ = None
             record["refit"] = True
-        if why_not is None and "candidates" in record:
+        if why_not is None and "candidates" in record and isinstance(self, ClassifierMixin):
             # what the choice saw, for a value model that takes its probability from this one (see ``given``)
             self.choice_model_ = _Mean([self._inner[m] for m in members], (len(fit), len(valid)))
         self.__dict__.pop("_inner", None)
@@ -208,6 +209,8 @@ class SelectedEstimator(BaseEstimator):
         for name, est in self.candidates:
             for params in (ParameterGrid(grids[name]) if name in grids else [{}]):
                 try:
+                    if _takes_given(est) and given is None:
+                        raise ValueError("it takes P(y > 0) from fit's given, and none was given")
                     if _takes_given(est) and seen is None:
                         raise ValueError("it takes P(y > 0) from the purchase model, which made no choice on "
                                          "these rows")

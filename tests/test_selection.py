@@ -152,6 +152,7 @@ def test_a_two_part_value_takes_its_probability_from_the_purchase_model_as_fitte
     reg = SelectedRegressor(cands).fit(X, value, dates=dates, given=purchase)
     s = reg.selection_
     assert s["chosen"] == "two_part" and reg.estimators_[0].classifier_ is purchase      # shared, not refitted
+    assert not hasattr(reg, "choice_model_")        # only a classifier lends its choice's models
     # scored on the choosing rows with the probability the older rows' model gives them (no row it learnt from)
     pos = fit[value[fit] > 0]
     p = np.clip(seen.predict_proba(X[choose])[:, 1] * LinearRegression().fit(X[pos], value[pos]).predict(X[choose]), 0, None)
@@ -271,7 +272,7 @@ def test_scikit_learn_tools_work_on_a_tier_pipeline(tier):
     assert scores.shape == (3,) and np.isfinite(scores).all() and (scores > 0.3).all()
     model = pipe.fit(h, y, model__dates=h.samples["as_of"].to_numpy())[-1]
     # the choice's own models are not kept in the artifact
-    assert not hasattr(model.purchase_, "choice_model_") and not hasattr(model.churn_, "choice_model_")
+    assert not any(hasattr(est, "choice_model_") for est in (model.purchase_, model.churn_, model.clv_))
 
 
 @pytest.mark.parametrize("estimator, message", [
