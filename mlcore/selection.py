@@ -25,7 +25,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import ParameterGrid
+from sklearn.model_selection import KFold, ParameterGrid
 from sklearn.utils.validation import check_is_fitted
 
 from mlcore.evaluation import CLASSIFIER_METRICS, REGRESSOR_METRICS, bootstrap, calibration
@@ -479,6 +479,43 @@ class GuardedRegressor(RegressorMixin, BaseEstimator):
     def predict(self, X):
         check_is_fitted(self, "range_")
         return np.clip(self.regressor_.predict(X), *self.range_)
+
+
+class RecalibratedRegressor(RegressorMixin, BaseEstimator):
+    """A regressor whose predictions are mapped to the mean target seen at each predicted value.
+
+    The map is an isotonic regression of ``y`` on the regressor's out-of-fold predictions (``cv``
+    shuffled folds of the training rows, so it learns how wrong the regressor is on rows it did not
+    fit), then the regressor is refitted on all the rows; ``predict`` is the map of its prediction.
+    The ranking is kept and the level is fitted, which mends a log-link model that overshoots where
+    its inputs grow past the training range (isotonic recalibration, as for a classifier's
+    probabilities). The map is flat beyond the largest out-of-fold prediction.
+    """
+
+    def __init__(self, regressor, cv: int = 3, random_state: int = 0):
+        self.regressor = regressor
+        self.cv = cv
+        self.random_state = random_state
+
+    def fit(self, X, y, sample_weight=None):
+        check_param(type(self).__name__, "cv", self.cv, numbers.Integral, 2)
+        y = np.asarray(y, dtype=float)
+        if len(y) < 2 * self.cv:
+            raise ValueError(f"{type(self).__name__} needs at least {2 * self.cv} rows for cv={self.cv}, "
+                             f"got {len(y)}.")
+        oof = np.empty(len(y))
+        folds = KFold(self.cv, shuffle=True, random_state=self.random_state).split(np.zeros((len(y), 1)))
+        for rest, rows in folds:
+            kwargs = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight)[rest]}
+            oof[rows] = clone(self.regressor).fit(X[rest], y[rest], **kwargs).predict(X[rows])
+        self.map_ = IsotonicRegression(out_of_bounds="clip").fit(oof, y, sample_weight=sample_weight)
+        self.regressor_ = clone(self.regressor).fit(X, y, **({} if sample_weight is None
+                                                             else {"sample_weight": sample_weight}))
+        return self
+
+    def predict(self, X):
+        check_is_fitted(self, "map_")
+        return self.map_.predict(self.regressor_.predict(X))
 
 
 def describe_params(params: dict | None) -> str:

@@ -22,8 +22,8 @@ from mlcore.features import (ActivityStats, CoOccurrence, ConceptDiversity, Conc
                              PurchaseHistory, RecencyConcepts)
 from mlcore.forest import CompiledForest
 from mlcore.params import check_param
-from mlcore.selection import (GuardedRegressor, SelectedClassifier, SelectedEstimator, SelectedRegressor, TwoPartRegressor,
-                              _takes_given)
+from mlcore.selection import (GuardedRegressor, RecalibratedRegressor, SelectedClassifier, SelectedEstimator,
+                              SelectedRegressor, TwoPartRegressor, _takes_given)
 
 patch_weighted_binning()    # weighted boosting fits (drift retrainings) bin in one sort per column
 
@@ -203,12 +203,12 @@ def _glm(family, alpha: float):
 #: by more than the choice between families (a Gamma GLM's R2 went from 0.03 to 0.51 across them).
 C_GRID = {"C": [0.03, 0.1, 0.3, 1.0]}
 GLM_ALPHA_GRID = {"regressor__regressor__alpha": [0.003, 0.01, 0.03, 0.1]}
-TWO_PART_GLM_GRID = {"regressor__regressor__regressor__alpha": [0.01, 0.03, 0.1, 0.3]}
+TWO_PART_GLM_GRID = {"regressor__regressor__regressor__regressor__alpha": [0.01, 0.03, 0.1, 0.3]}
 
 
 def _two_part_glm():
-    """The purchase model's probability x a Gamma GLM of the value given a purchase."""
-    return TwoPartRegressor("given", _glm(GammaRegressor, 0.1))
+    """The purchase model's probability x a Gamma GLM of the value given a purchase, recalibrated."""
+    return TwoPartRegressor("given", RecalibratedRegressor(_glm(GammaRegressor, 0.1)))
 
 
 def fast_pipeline(random_state: int = 0) -> Pipeline:
@@ -259,8 +259,9 @@ def elite_pipeline(random_state: int = 0, k_best: int = 200) -> Pipeline:
             clv=SelectedRegressor([
                 # the value is zero in most windows and skewed when positive: P(any) x E[value | any],
                 # P from the purchase model (chosen and calibrated for that target), not a second copy of it
-                ("two_part_boosting", TwoPartRegressor(
-                    "given", SelectedBoostingRegressor(k_best, loss="gamma", random_state=random_state))),
+                ("two_part_boosting", TwoPartRegressor("given", RecalibratedRegressor(
+                    SelectedBoostingRegressor(k_best, loss="gamma", random_state=random_state),
+                    random_state=random_state))),
                 ("poisson_boosting", SelectedBoostingRegressor(k_best, loss="poisson", random_state=random_state)),
                 ("poisson_glm", _glm(PoissonRegressor, 0.01)),
                 ("two_part_glm", _two_part_glm()),

@@ -12,8 +12,8 @@ from sklearn.pipeline import make_pipeline
 
 from mlcore.evaluation import calibration
 from mlcore.features import CoOccurrence, ConceptTfidf, RecencyConcepts, build_history
-from mlcore.selection import (GuardedRegressor, SelectedClassifier, SelectedRegressor, TwoPartRegressor,
-                              selection_table, time_order_split)
+from mlcore.selection import (GuardedRegressor, RecalibratedRegressor, SelectedClassifier, SelectedRegressor,
+                              TwoPartRegressor, selection_table, time_order_split)
 from mlcore.tiers import SelectedBoostingClassifier, make_pipeline_for
 
 
@@ -239,6 +239,31 @@ def test_the_guard_keeps_a_regressor_within_its_training_range():
     reg = GuardedRegressor(LinearRegression()).fit(X, 2 * X[:, 0])
     np.testing.assert_allclose(reg.predict(np.array([[1e6], [-1e6]])), [198.0, 0.0], atol=1e-9)
     assert TwoPartRegressor(LogisticRegression(), DummyRegressor()).fit(X, (X[:, 0] > 50) * 10.0).predict(X).max() <= 10
+
+
+def test_the_recalibration_keeps_a_log_link_model_at_the_level_it_was_wrong_by():
+    # a value log-linear in accumulating presence flags, capped: a log-link GLM overshoots where
+    # clients have more flags than the training rows had; the map learns the cap from rows it did not fit
+    from sklearn.linear_model import GammaRegressor
+
+    rng = np.random.default_rng(0)
+    def rows(n, rate):
+        X = (rng.random((n, 30)) < rate).astype(float)
+        return X, np.minimum(np.exp(5 + 0.25 * X.sum(axis=1)), 2000.0) * rng.gamma(4.0, 0.25, n)
+    X, y = rows(3000, 0.2)
+    Xn, yn = rows(2000, 0.45)                       # newer clients: twice the flags
+    glm = GammaRegressor(alpha=1e-4, max_iter=1000)
+    raw = clone(glm).fit(X, y)
+    mapped = RecalibratedRegressor(glm).fit(X, y)
+    mse = lambda p: float(np.mean((yn - p) ** 2))   # noqa: E731
+    assert mse(mapped.predict(Xn)) < 0.5 * mse(raw.predict(Xn))
+    assert mapped.predict(Xn).max() <= y.max()
+    assert np.corrcoef(mapped.predict(X), raw.predict(X))[0, 1] > 0.9    # the ranking is the model's
+    assert clone(mapped).get_params()["regressor__alpha"] == 1e-4
+    with pytest.raises(ValueError, match="RecalibratedRegressor: cv must be an integer >= 2, got 1"):
+        RecalibratedRegressor(glm, cv=1).fit(X, y)
+    with pytest.raises(ValueError, match="at least 6 rows"):
+        RecalibratedRegressor(glm).fit(X[:5], y[:5])
 
 
 def _world(n=600, seed=0):
