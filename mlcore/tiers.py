@@ -206,9 +206,9 @@ GLM_ALPHA_GRID = {"regressor__regressor__alpha": [0.003, 0.01, 0.03, 0.1]}
 TWO_PART_GLM_GRID = {"regressor__regressor__regressor__regressor__alpha": [0.01, 0.03, 0.1, 0.3]}
 
 
-def _two_part_glm():
+def _two_part_glm(random_state: int = 0):
     """The purchase model's probability x a Gamma GLM of the value given a purchase, recalibrated."""
-    return TwoPartRegressor("given", RecalibratedRegressor(_glm(GammaRegressor, 0.1)))
+    return TwoPartRegressor("given", RecalibratedRegressor(_glm(GammaRegressor, 0.1), random_state=random_state))
 
 
 def fast_pipeline(random_state: int = 0) -> Pipeline:
@@ -227,7 +227,7 @@ def fast_pipeline(random_state: int = 0) -> Pipeline:
             churn=classifier(),
             clv=SelectedRegressor([
                 ("poisson_glm", _glm(PoissonRegressor, 0.01)),
-                ("two_part_glm", _two_part_glm()),
+                ("two_part_glm", _two_part_glm(random_state)),
                 ("poisson_boosting_small", SelectedBoostingRegressor(50, loss="poisson", max_iter=100,
                                                                      random_state=random_state)),
             ], grids={"poisson_glm": GLM_ALPHA_GRID, "two_part_glm": TWO_PART_GLM_GRID},
@@ -264,7 +264,7 @@ def elite_pipeline(random_state: int = 0, k_best: int = 200) -> Pipeline:
                     random_state=random_state))),
                 ("poisson_boosting", SelectedBoostingRegressor(k_best, loss="poisson", random_state=random_state)),
                 ("poisson_glm", _glm(PoissonRegressor, 0.01)),
-                ("two_part_glm", _two_part_glm()),
+                ("two_part_glm", _two_part_glm(random_state)),
             ], grids={"poisson_glm": GLM_ALPHA_GRID, "two_part_glm": TWO_PART_GLM_GRID},
                 blend=True, fallback="poisson_glm", random_state=random_state))),
     ])
