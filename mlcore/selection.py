@@ -484,33 +484,44 @@ class GuardedRegressor(RegressorMixin, BaseEstimator):
 class RecalibratedRegressor(RegressorMixin, BaseEstimator):
     """A regressor whose predictions are mapped to the mean target seen at each predicted value.
 
-    The map is an isotonic regression of ``y`` on the regressor's out-of-fold predictions (``cv``
-    shuffled folds of the training rows, so it learns how wrong the regressor is on rows it did not
-    fit), then the regressor is refitted on all the rows; ``predict`` is the map of its prediction.
-    The ranking is kept and the level is fitted, which mends a log-link model that overshoots where
-    its inputs grow past the training range (isotonic recalibration, as for a classifier's
-    probabilities). The map is flat beyond the largest out-of-fold prediction.
+    The regressor is fitted on ``cv`` shuffled folds of the training rows and predicts the rows it
+    did not fit; those out-of-fold predictions are cut at their quantiles into ``n_bins`` bins, and
+    an isotonic regression of each bin's mean target on its mean prediction is the map. The
+    regressor is then refitted on all the rows and ``predict`` is the map of its prediction: the
+    model's ranking, at the level it was measured to be wrong by (isotonic recalibration, as for a
+    classifier's probabilities). It mends a log-link model that overshoots where inputs grow past
+    the training range. The bins keep the map's ends from resting on a few extreme targets (one
+    client's spend, with a heavy tail); between bins the map is linear, beyond them flat.
     """
 
-    def __init__(self, regressor, cv: int = 3, random_state: int = 0):
+    def __init__(self, regressor, cv: int = 2, n_bins: int = 50, random_state: int = 0):
         self.regressor = regressor
         self.cv = cv
+        self.n_bins = n_bins
         self.random_state = random_state
 
     def fit(self, X, y, sample_weight=None):
         check_param(type(self).__name__, "cv", self.cv, numbers.Integral, 2)
+        check_param(type(self).__name__, "n_bins", self.n_bins, numbers.Integral, 1)
         y = np.asarray(y, dtype=float)
         if len(y) < 2 * self.cv:
             raise ValueError(f"{type(self).__name__} needs at least {2 * self.cv} rows for cv={self.cv}, "
                              f"got {len(y)}.")
+        w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
         oof = np.empty(len(y))
         folds = KFold(self.cv, shuffle=True, random_state=self.random_state).split(np.zeros((len(y), 1)))
         for rest, rows in folds:
-            kwargs = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight)[rest]}
+            kwargs = {} if sample_weight is None else {"sample_weight": w[rest]}
             oof[rows] = clone(self.regressor).fit(X[rest], y[rest], **kwargs).predict(X[rows])
-        self.map_ = IsotonicRegression(out_of_bounds="clip").fit(oof, y, sample_weight=sample_weight)
+        edges = np.unique(np.quantile(oof, np.linspace(0, 1, self.n_bins + 1)))
+        bins = np.clip(np.searchsorted(edges, oof, side="right") - 1, 0, max(len(edges) - 2, 0))
+        mass = np.bincount(bins, w)
+        seen = mass > 0
+        self.map_ = IsotonicRegression(out_of_bounds="clip").fit(
+            (np.bincount(bins, w * oof)[seen] / mass[seen]), np.bincount(bins, w * y)[seen] / mass[seen],
+            sample_weight=mass[seen])
         self.regressor_ = clone(self.regressor).fit(X, y, **({} if sample_weight is None
-                                                             else {"sample_weight": sample_weight}))
+                                                             else {"sample_weight": w}))
         return self
 
     def predict(self, X):

@@ -262,8 +262,13 @@ def test_the_recalibration_keeps_a_log_link_model_at_the_level_it_was_wrong_by()
     assert clone(mapped).get_params()["regressor__alpha"] == 1e-4
     with pytest.raises(ValueError, match="RecalibratedRegressor: cv must be an integer >= 2, got 1"):
         RecalibratedRegressor(glm, cv=1).fit(X, y)
-    with pytest.raises(ValueError, match="at least 6 rows"):
-        RecalibratedRegressor(glm).fit(X[:5], y[:5])
+    with pytest.raises(ValueError, match="at least 4 rows"):
+        RecalibratedRegressor(glm).fit(X[:3], y[:3])
+    # the map's top rests on a bin of rows, not on the one client who spent 10 million
+    wild = y.copy()
+    wild[np.argmax(raw.predict(X))] = 1e7
+    assert RecalibratedRegressor(glm).fit(X, wild).predict(Xn).max() < 2.5e5     # one bin: 1e7 / 60 rows
+    assert RecalibratedRegressor(glm, n_bins=3000).fit(X, wild).predict(Xn).max() > 2.5e5
 
 
 def _world(n=600, seed=0):
