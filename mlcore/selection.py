@@ -36,6 +36,14 @@ MIN_CHOICE_ROWS = 100
 EPS = 1e-6
 
 
+def _weights(sample_weight, rows=None) -> dict:
+    """``fit``'s keyword for ``sample_weight`` (of ``rows`` only, when given), or none when it is None."""
+    if sample_weight is None:
+        return {}
+    w = np.asarray(sample_weight)
+    return {"sample_weight": w if rows is None else w[rows]}
+
+
 def _log_loss(y, p):
     p = np.clip(p, EPS, 1 - EPS)
     return -(y * np.log(p) + (1 - y) * np.log(1 - p)).mean(axis=1)
@@ -181,7 +189,7 @@ class SelectedEstimator(BaseEstimator):
             self.calibrator_ = self._fit_calibrator(method)
             record["refit"] = False
         else:
-            weights = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight)}
+            weights = _weights(sample_weight)
             candidates = dict(self.candidates)
             self.estimators_ = [clone(candidates[m]).set_params(**self._params(m))
                                 .fit(X, y, **weights, **_given_kwargs(candidates[m], given)) for m in members]
@@ -197,7 +205,7 @@ class SelectedEstimator(BaseEstimator):
         return self
 
     def _choose(self, X, y, sample_weight, fit, valid, record, given=None):
-        weights = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight)[fit]}
+        weights = _weights(sample_weight, fit)
         # a probability taken from ``given`` must come from its model fitted on these same older rows
         seen = getattr(given, "choice_model_", None)
         if seen is not None and seen.split != (len(fit), len(valid)):
@@ -417,7 +425,6 @@ class TwoPartRegressor(RegressorMixin, BaseEstimator):
     def fit(self, X, y, sample_weight=None, given=None):
         y = np.asarray(y, dtype=float)
         positive = y > 0
-        w = None if sample_weight is None else np.asarray(sample_weight)
         if _takes_given(self):
             if given is None or not hasattr(given, "predict_proba"):
                 raise ValueError("TwoPartRegressor(classifier='given') needs fit's given: a fitted classifier "
@@ -428,11 +435,9 @@ class TwoPartRegressor(RegressorMixin, BaseEstimator):
         elif positive.all() or not positive.any():
             raise ValueError("TwoPartRegressor needs rows with y > 0 and rows with y = 0.")
         else:
-            self.classifier_ = clone(self.classifier).fit(X, positive.astype(int),
-                                                          **({} if w is None else {"sample_weight": w}))
+            self.classifier_ = clone(self.classifier).fit(X, positive.astype(int), **_weights(sample_weight))
         rows = np.flatnonzero(positive)
-        self.regressor_ = clone(self.regressor).fit(X[rows], y[rows],
-                                                    **({} if w is None else {"sample_weight": w[rows]}))
+        self.regressor_ = clone(self.regressor).fit(X[rows], y[rows], **_weights(sample_weight, rows))
         return self
 
     def predict(self, X):
@@ -470,8 +475,7 @@ class GuardedRegressor(RegressorMixin, BaseEstimator):
         self.regressor = regressor
 
     def fit(self, X, y, sample_weight=None):
-        self.regressor_ = clone(self.regressor).fit(X, y, **({} if sample_weight is None
-                                                             else {"sample_weight": sample_weight}))
+        self.regressor_ = clone(self.regressor).fit(X, y, **_weights(sample_weight))
         fitted = self.regressor_.predict(X)
         self.range_ = (float(np.min(fitted)), float(np.max(fitted)))
         return self
@@ -511,8 +515,7 @@ class RecalibratedRegressor(RegressorMixin, BaseEstimator):
         oof = np.empty(len(y))
         folds = KFold(self.cv, shuffle=True, random_state=self.random_state).split(np.zeros((len(y), 1)))
         for rest, rows in folds:
-            kwargs = {} if sample_weight is None else {"sample_weight": w[rest]}
-            oof[rows] = clone(self.regressor).fit(X[rest], y[rest], **kwargs).predict(X[rows])
+            oof[rows] = clone(self.regressor).fit(X[rest], y[rest], **_weights(sample_weight, rest)).predict(X[rows])
         edges = np.unique(np.quantile(oof, np.linspace(0, 1, self.n_bins + 1)))
         bins = np.clip(np.searchsorted(edges, oof, side="right") - 1, 0, max(len(edges) - 2, 0))
         mass = np.bincount(bins, w)
@@ -520,8 +523,7 @@ class RecalibratedRegressor(RegressorMixin, BaseEstimator):
         self.map_ = IsotonicRegression(out_of_bounds="clip").fit(
             (np.bincount(bins, w * oof)[seen] / mass[seen]), np.bincount(bins, w * y)[seen] / mass[seen],
             sample_weight=mass[seen])
-        self.regressor_ = clone(self.regressor).fit(X, y, **({} if sample_weight is None
-                                                             else {"sample_weight": w}))
+        self.regressor_ = clone(self.regressor).fit(X, y, **_weights(sample_weight))
         return self
 
     def predict(self, X):
