@@ -174,10 +174,8 @@ class SelectedEstimator(BaseEstimator):
             record["candidates"] = scores
             record["why"] = (f"lowest {self._score_name} on the newest {len(valid):,} training rows, "
                              f"fitted on {len(fit):,} older ones")
-            if record.get("blend_kept") is False:
-                g = record["blend_gain"]
-                record["why"] += (f"; the blend of {' and '.join(record['blend_of'])} was lower by {g['value']:.4g} "
-                                  f"(90% interval {g['lo']:.4g} to {g['hi']:.4g}), within noise, so {chosen} serves")
+            if "blend_gain" in record:
+                record["why"] += "; " + _blend_why(record, chosen)
         else:
             record["why"] = ("only one candidate" if why_not is None else
                              f"kept the default: {why_not}")
@@ -270,19 +268,29 @@ class SelectedEstimator(BaseEstimator):
         return list(min(pairs, key=lambda pair: (loss(pair), pairs.index(pair))))
 
     def _blend_or_best(self, yv, preds, record, top: str) -> str:
-        """``blend`` only when it beats ``top``, the best single candidate, beyond noise, else ``top``.
+        """``blend`` when it beats ``top``, the best single candidate, beyond noise, or when ``top`` and
+        the blend's other member cannot be told apart; else ``top``.
 
-        The gain is the mean per-row loss of ``top`` minus the blend's, on the same rows;
-        its paired bootstrap's 5% quantile must be above zero (the blend costs two fits and two
-        predictions, so a tie goes to the single model).
+        The gain is the mean per-row loss of ``top`` minus the blend's, on the same rows; kept when
+        its paired bootstrap's 5% quantile is above zero. Two members whose paired difference has a
+        90% interval around zero are a tie, and serving either is a coin flip between them; the loss
+        being convex, their mean scores no worse than the mean of their scores, so the tie serves
+        the blend. Otherwise a blend ahead only by noise gives way to ``top`` (it costs two fits and
+        two predictions).
         """
         per_row = lambda p: self._metric(yv[:, None], p[:, None])          # noqa: E731
-        gain = per_row(preds[top]) - per_row(preds["blend"])
         mean = {"gain": lambda _, d: d.mean(axis=1)}
-        record["blend_gain"] = bootstrap(mean, gain, gain, self.n_boot, self.random_state, level=0.9)["gain"]
-        kept = (record["blend_gain"]["lo"] or 0.0) > 0
-        record["blend_kept"] = bool(kept)
-        return "blend" if kept else top
+        interval = lambda d: bootstrap(mean, d, d, self.n_boot, self.random_state, level=0.9)["gain"]  # noqa: E731
+        record["blend_gain"] = interval(per_row(preds[top]) - per_row(preds["blend"]))
+        beyond = (record["blend_gain"]["lo"] or 0.0) > 0
+        tied = False
+        if top in record["blend_of"]:
+            other = next(name for name in record["blend_of"] if name != top)
+            record["members_difference"] = d = interval(per_row(preds[other]) - per_row(preds[top]))
+            tied = d["lo"] is not None and d["lo"] <= 0 <= d["hi"]
+        record["blend_kept"] = bool(beyond or tied)
+        record["blend_kept_for"] = "gain" if beyond else "tie" if tied else None
+        return "blend" if beyond or tied else top
 
     def _numeric(self, y) -> np.ndarray:
         return np.asarray(y, dtype=float)
@@ -292,6 +300,20 @@ class SelectedEstimator(BaseEstimator):
 
     def _fit_calibrator(self, method):
         return None
+
+
+def _blend_why(record: dict, chosen: str) -> str:
+    """Why the blend was kept or not, in words, from the choice's record."""
+    a, b = record["blend_of"]
+    g = record["blend_gain"]
+    gain = f"lower by {g['value']:.4g} (90% interval {g['lo']:.4g} to {g['hi']:.4g})"
+    if record["blend_kept_for"] == "gain":
+        return f"the blend of {a} and {b} was {gain}, beyond noise"
+    if record["blend_kept_for"] == "tie":
+        d = record["members_difference"]
+        return (f"the blend of {a} and {b} was {gain}, and {a} and {b} were tied (difference {d['value']:.4g}, "
+                f"90% interval {d['lo']:.4g} to {d['hi']:.4g}), so their mean serves")
+    return f"the blend of {a} and {b} was {gain}, within noise, so {chosen} serves"
 
 
 class SelectedClassifier(ClassifierMixin, SelectedEstimator):

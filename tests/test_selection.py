@@ -2,7 +2,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.ensemble import HistGradientBoostingRegressor
@@ -109,7 +109,7 @@ def test_a_chosen_blend_serves_its_two_members_refitted():
     np.testing.assert_allclose(reg.predict(X), (X[:, 0] + X[:, 1]) / 2 + 1.5, atol=0.05)  # each member adds the mean of the other half
 
 
-def test_a_blend_that_beats_its_best_member_only_by_noise_gives_way_to_it():
+def test_a_tie_between_the_blends_members_serves_their_mean():
     rng = np.random.default_rng(3)
     X = rng.normal(size=(3000, 4))
     y = X[:, 0] * 10 + rng.normal(0, 1, 3000)
@@ -119,8 +119,41 @@ def test_a_blend_that_beats_its_best_member_only_by_noise_gives_way_to_it():
     s = reg.selection_
     loss = {name: c["squared_error"]["value"] for name, c in s["candidates"].items()}
     assert loss["blend"] < min(loss["a"], loss["b"])                  # the lowest, by a hair
-    assert s["blend_gain"]["lo"] < 0 < s["blend_gain"]["value"] and not s["blend_kept"]
-    assert s["chosen"] == s["blend_of"][0] == "b" and len(reg.estimators_) == 1
+    assert s["blend_gain"]["lo"] < 0 < s["blend_gain"]["value"]       # not beyond noise ...
+    d = s["members_difference"]
+    assert d["lo"] <= 0 <= d["hi"]                                    # ... but a and b cannot be told apart
+    assert s["chosen"] == "blend" and s["blend_kept"] and s["blend_kept_for"] == "tie"
+    assert len(reg.estimators_) == 2 and "tied" in s["why"]
+
+
+class _Column(RegressorMixin, BaseEstimator):
+    """Predicts column ``col`` of X as it is (a model whose errors the test sets)."""
+
+    def __init__(self, col=0):
+        self.col = col
+
+    def fit(self, X, y, sample_weight=None):
+        return self
+
+    def predict(self, X):
+        return np.asarray(X)[:, self.col]
+
+
+def test_a_blend_ahead_only_by_noise_gives_way_to_its_clearly_better_member():
+    rng = np.random.default_rng(0)
+    n = 3000
+    y = 100 + rng.normal(0, 10, n)
+    e = rng.normal(0, 1, n)
+    # b errs more than a (1.29 against 1.0 in squared error); their mean errs 0.95: a little better than a
+    X = np.column_stack([y + e, y + 0.75 * e + rng.normal(0, 0.85, n)])
+    reg = SelectedRegressor([("a", _Column(0)), ("b", _Column(1))], blend=True).fit(X, y, dates=_days(n))
+    s = reg.selection_
+    loss = {name: c["squared_error"]["value"] for name, c in s["candidates"].items()}
+    assert loss["blend"] < loss["a"] < loss["b"]
+    assert s["blend_gain"]["lo"] < 0 < s["blend_gain"]["value"]
+    assert s["members_difference"]["lo"] > 0                          # b is worse beyond noise
+    assert s["chosen"] == "a" and not s["blend_kept"] and s["blend_kept_for"] is None
+    assert len(reg.estimators_) == 1 and "within noise, so a serves" in s["why"]
 
 
 class _Overconfident(ClassifierMixin, BaseEstimator):
