@@ -4,8 +4,8 @@
 fits each on the older training rows, scores it on the newer ones by a proper scoring rule (log
 loss for probabilities, squared error for a mean), keeps the best and refits it on all the rows.
 A classifier may instead be recalibrated (isotonic or sigmoid) when that lowers the log loss of
-rows its map was not fitted on: the model fitted on the older rows then serves, with the map
-fitted on its scores of the newer rows (never on rows the model learnt from). Nothing outside the
+rows its map was not fitted on: the model refitted on every row older than the newer ones then
+serves, with the map fitted on its scores of the newer rows (never on rows it learnt from). Nothing outside the
 rows given to ``fit`` is seen: the caller's holdout stays a holdout. With too few rows to split,
 ``fallback`` (else the first candidate) is kept: name the most robust one, e.g. the linear model,
 which extrapolates where boosted trees stay flat. What was chosen, and why, is in ``selection_``.
@@ -180,18 +180,29 @@ class SelectedEstimator(BaseEstimator):
             record["why"] = ("only one candidate" if why_not is None else
                              f"kept the default: {why_not}")
         members = record["blend_of"] if chosen == "blend" else [chosen]
+        candidates = dict(self.candidates)
+
+        def refit(rows):
+            return [clone(candidates[m]).set_params(**self._params(m))
+                    .fit(X[rows], y[rows], **_weights(sample_weight, rows), **_given_kwargs(candidates[m], given))
+                    for m in members]
+        self.calibrator_ = None
         if method:
-            # The map was fitted on the scores of the models fitted on the older rows: those models
-            # serve with it (a refit on all rows would score differently from what the map learnt).
-            self.estimators_ = [self._inner[m] for m in members]
-            self.calibrator_ = self._fit_calibrator(method)
-            record["refit"] = False
-        else:
-            weights = _weights(sample_weight)
-            candidates = dict(self.candidates)
-            self.estimators_ = [clone(candidates[m]).set_params(**self._params(m))
-                                .fit(X, y, **weights, **_given_kwargs(candidates[m], given)) for m in members]
-            self.calibrator_ = None
+            # A map is fitted on out-of-sample scores of the models that serve with it: the members
+            # refitted on every row older than the choosing rows (not only the embargoed ones the
+            # choice was made with, 90 days staler), kept when the map still helps on their scores.
+            older = np.setdiff1d(np.arange(len(y)), valid)
+            self.estimators_ = refit(older)
+            pv = np.mean([self._predict_one(est, X[valid]) for est in self.estimators_], axis=0)
+            first = record["calibration"]
+            method = self._choose_calibration(self._numeric(y[valid]), pv, record)
+            record["calibration"]["on_embargoed_models"] = first
+            record["calibration"]["fitted_on"] = f"{len(older):,} rows older than the choosing rows"
+            if method:
+                self.calibrator_ = self._fit_calibrator(method)
+                record["refit"] = "older rows"
+        if self.calibrator_ is None:
+            self.estimators_ = refit(np.arange(len(y)))
             record["refit"] = True
         if why_not is None and "candidates" in record and isinstance(self, ClassifierMixin):
             # what the choice saw, for a value model that takes its probability from this one (see ``given``)
@@ -320,13 +331,14 @@ class SelectedClassifier(ClassifierMixin, SelectedEstimator):
     """The candidate classifier with the lowest log loss on the newer rows.
 
     With ``blend``, the mean of the pair of candidates that scores best together is a candidate
-    too, kept when it beats the best single one beyond noise.
+    too, kept when it beats the best single one beyond noise or its two members are tied.
 
     With ``calibrate``, the chosen one's scores on the newer rows are split in time: isotonic and
     sigmoid maps are fitted on the older half and one is kept when it lowers the log loss of the
-    newer half significantly (paired 95 % bound); it is then refitted on all the newer rows'
-    scores, and the model that made those scores (fitted on the older rows) serves with it.
-    Binary targets only.
+    newer half significantly (paired 95 % bound). The chosen one is then refitted on every row
+    older than the newer rows (the embargoed rows included) and the test is made again on its
+    scores; a map that still helps is refitted on all its scores of the newer rows and serves with
+    that model, else the model refitted on all rows serves without a map. Binary targets only.
     """
 
     _score_name = "log_loss"

@@ -211,10 +211,15 @@ def test_a_miscalibrated_classifier_is_recalibrated_and_its_calibration_error_fa
     ece_raw = calibration(y[8000:], raw.predict_proba(X[8000:])[:, 1])["ece"]
     ece_cal = calibration(y[8000:], cal.predict_proba(X[8000:])[:, 1])["ece"]
     assert ece_cal < ece_raw / 2
-    # the model that serves with the map is the one whose scores it was fitted on (the older rows)
-    assert cal.selection_["refit"] is False
-    n_fit = cal.selection_["n_fit"]
-    assert n_fit < 8000 and cal.estimators_[0].model_.coef_.tolist() != raw.estimators_[0].model_.coef_.tolist()
+    # the model that serves with the map is the one whose out-of-sample scores it was fitted on: the
+    # model refitted on every row older than the choosing rows (more than the embargoed ones it was chosen with)
+    s = cal.selection_
+    assert s["refit"] == "older rows" and s["calibration"]["on_embargoed_models"]["method"] in ("isotonic", "sigmoid")
+    fit, choose = time_order_split(8000, dates)
+    older = np.setdiff1d(np.arange(8000), choose)
+    assert s["n_fit"] == len(fit) < len(older) < 8000
+    np.testing.assert_allclose(cal.estimators_[0].model_.coef_, _Overconfident().fit(X[older], y[older]).model_.coef_)
+    assert cal.estimators_[0].model_.coef_.tolist() != raw.estimators_[0].model_.coef_.tolist()
     # a calibrated logistic regression keeps its scores
     good = SelectedClassifier([("logistic", LogisticRegression())], calibrate=True).fit(X[:8000], y[:8000], dates=dates)
     assert good.selection_["calibration"]["method"] is None
