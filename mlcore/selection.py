@@ -4,8 +4,9 @@
 fits each on the older training rows, scores it on the newer ones by a proper scoring rule (log
 loss for probabilities, squared error for a mean), keeps the best and refits it on all the rows.
 A classifier may instead be recalibrated (isotonic or sigmoid) when that lowers the log loss of
-rows its map was not fitted on: the model refitted on every row older than the newer ones then
-serves, with the map fitted on its scores of the newer rows (never on rows it learnt from). Nothing outside the
+rows its map was not fitted on: the map is fitted on the newer rows' scores of a model refitted on
+every row older than them (never on rows that model learnt from), and serves with the model refitted
+on all rows. Nothing outside the
 rows given to ``fit`` is seen: the caller's holdout stays a holdout. With too few rows to split,
 ``fallback`` (else the first candidate) is kept: name the most robust one, e.g. the linear model,
 which extrapolates where boosted trees stay flat. What was chosen, and why, is in ``selection_``.
@@ -188,22 +189,20 @@ class SelectedEstimator(BaseEstimator):
                     for m in members]
         self.calibrator_ = None
         if method:
-            # A map is fitted on out-of-sample scores of the models that serve with it: the members
-            # refitted on every row older than the choosing rows (not only the embargoed ones the
-            # choice was made with, 90 days staler), kept when the map still helps on their scores.
+            # The map is fitted on out-of-sample scores of the members refitted on every row older
+            # than the choosing rows (the embargoed ones the choice was made with are 90 days
+            # staler), and kept when it still helps on them; the members refitted on all rows serve
+            # with it (the newest rows carry what the older ones miss when the relation moves).
             older = np.setdiff1d(np.arange(len(y)), valid)
-            self.estimators_ = refit(older)
-            pv = np.mean([self._predict_one(est, X[valid]) for est in self.estimators_], axis=0)
+            pv = np.mean([self._predict_one(est, X[valid]) for est in refit(older)], axis=0)
             first = record["calibration"]
             method = self._choose_calibration(self._numeric(y[valid]), pv, record)
             record["calibration"]["on_embargoed_models"] = first
             record["calibration"]["fitted_on"] = f"{len(older):,} rows older than the choosing rows"
             if method:
                 self.calibrator_ = self._fit_calibrator(method)
-                record["refit"] = "older rows"
-        if self.calibrator_ is None:
-            self.estimators_ = refit(np.arange(len(y)))
-            record["refit"] = True
+        self.estimators_ = refit(np.arange(len(y)))
+        record["refit"] = True
         if why_not is None and "candidates" in record and isinstance(self, ClassifierMixin):
             # what the choice saw, for a value model that takes its probability from this one (see ``given``)
             self.choice_model_ = _Mean([self._inner[m] for m in members], (len(fit), len(valid)))
@@ -337,8 +336,8 @@ class SelectedClassifier(ClassifierMixin, SelectedEstimator):
     sigmoid maps are fitted on the older half and one is kept when it lowers the log loss of the
     newer half significantly (paired 95 % bound). The chosen one is then refitted on every row
     older than the newer rows (the embargoed rows included) and the test is made again on its
-    scores; a map that still helps is refitted on all its scores of the newer rows and serves with
-    that model, else the model refitted on all rows serves without a map. Binary targets only.
+    scores; a map that still helps is refitted on all its scores of the newer rows. The chosen one
+    refitted on all rows serves, with that map or without one. Binary targets only.
     """
 
     _score_name = "log_loss"

@@ -7,6 +7,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import TimeSeriesSplit, cross_val_score
 from sklearn.pipeline import make_pipeline
 
@@ -211,18 +212,36 @@ def test_a_miscalibrated_classifier_is_recalibrated_and_its_calibration_error_fa
     ece_raw = calibration(y[8000:], raw.predict_proba(X[8000:])[:, 1])["ece"]
     ece_cal = calibration(y[8000:], cal.predict_proba(X[8000:])[:, 1])["ece"]
     assert ece_cal < ece_raw / 2
-    # the model that serves with the map is the one whose out-of-sample scores it was fitted on: the
-    # model refitted on every row older than the choosing rows (more than the embargoed ones it was chosen with)
+    # the map is fitted on out-of-sample scores (of the model refitted on every row older than the
+    # choosing rows); the model refitted on all rows serves with it
     s = cal.selection_
-    assert s["refit"] == "older rows" and s["calibration"]["on_embargoed_models"]["method"] in ("isotonic", "sigmoid")
+    assert s["refit"] is True and s["calibration"]["on_embargoed_models"]["method"] in ("isotonic", "sigmoid")
     fit, choose = time_order_split(8000, dates)
-    older = np.setdiff1d(np.arange(8000), choose)
-    assert s["n_fit"] == len(fit) < len(older) < 8000
-    np.testing.assert_allclose(cal.estimators_[0].model_.coef_, _Overconfident().fit(X[older], y[older]).model_.coef_)
-    assert cal.estimators_[0].model_.coef_.tolist() != raw.estimators_[0].model_.coef_.tolist()
+    assert s["n_fit"] == len(fit) and s["calibration"]["fitted_on"] == f"{8000 - len(choose):,} rows older than the choosing rows"
+    np.testing.assert_allclose(cal.estimators_[0].model_.coef_, raw.estimators_[0].model_.coef_)
     # a calibrated logistic regression keeps its scores
     good = SelectedClassifier([("logistic", LogisticRegression())], calibrate=True).fit(X[:8000], y[:8000], dates=dates)
     assert good.selection_["calibration"]["method"] is None
+
+
+def test_a_calibrated_classifier_serves_a_model_that_learnt_from_the_newest_rows():
+    # the relation reverses on day 150 of 400: the rows the choice is fitted on (older than day 250)
+    # are mostly before it, every row older than the choosing ones and all rows mostly after it
+    rng = np.random.default_rng(0)
+    n = 10000
+    days = np.sort(rng.integers(0, 500, n))
+    dates = pd.Timestamp("2024-01-01") + pd.to_timedelta(days, unit="D")
+    X = rng.normal(size=(n, 3))
+    sign = np.where(days < 150, 1.0, -1.0)
+    y = (rng.random(n) < 1 / (1 + np.exp(-2 * sign * X[:, 0]))).astype(int)
+    train = days < 400                                     # the last 100 days are the future
+    clf = SelectedClassifier([("overconfident", _Overconfident())], calibrate=True).fit(X[train], y[train],
+                                                                                      dates=dates[train])
+    assert clf.selection_["calibration"]["method"] in ("isotonic", "sigmoid")
+    future = ~train
+    embargoed = clf.choice_model_.predict_proba(X[future])[:, 1]    # the model the choice was made with
+    assert roc_auc_score(y[future], embargoed) < 0.4                   # it learnt the old relation
+    assert roc_auc_score(y[future], clf.predict_proba(X[future])[:, 1]) > 0.7
 
 
 def test_a_grid_chooses_the_penalty_on_the_newest_rows_and_the_artifact_is_refitted_with_it():
