@@ -297,7 +297,7 @@ class SelectedEstimator(BaseEstimator):
         if top in record["blend_of"]:
             other = next(name for name in record["blend_of"] if name != top)
             record["members_difference"] = d = interval(per_row(preds[other]) - per_row(preds[top]))
-            tied = d["lo"] is not None and d["lo"] <= 0 <= d["hi"]
+            tied = d["lo"] is not None and d["hi"] is not None and d["lo"] <= 0 <= d["hi"]
         record["blend_kept"] = bool(beyond or tied)
         record["blend_kept_for"] = "gain" if beyond else "tie" if tied else None
         return "blend" if beyond or tied else top
@@ -316,13 +316,14 @@ def _blend_why(record: dict, chosen: str) -> str:
     """Why the blend was kept or not, in words, from the choice's record."""
     a, b = record["blend_of"]
     g = record["blend_gain"]
-    gain = f"lower by {g['value']:.4g} (90% interval {g['lo']:.4g} to {g['hi']:.4g})"
+    num = lambda x: "n/a" if x is None else f"{x:.4g}"  # noqa: E731  (a bootstrap bound may be None)
+    gain = f"lower by {num(g['value'])} (90% interval {num(g['lo'])} to {num(g['hi'])})"
     if record["blend_kept_for"] == "gain":
         return f"the blend of {a} and {b} was {gain}, beyond noise"
     if record["blend_kept_for"] == "tie":
         d = record["members_difference"]
-        return (f"the blend of {a} and {b} was {gain}, and {a} and {b} were tied (difference {d['value']:.4g}, "
-                f"90% interval {d['lo']:.4g} to {d['hi']:.4g}), so their mean serves")
+        return (f"the blend of {a} and {b} was {gain}, and {a} and {b} were tied (difference {num(d['value'])}, "
+                f"90% interval {num(d['lo'])} to {num(d['hi'])}), so their mean serves")
     return f"the blend of {a} and {b} was {gain}, within noise, so {chosen} serves"
 
 
