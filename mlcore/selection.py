@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import numbers
+import time
 
 import numpy as np
 import pandas as pd
@@ -183,10 +184,15 @@ class SelectedEstimator(BaseEstimator):
         members = record["blend_of"] if chosen == "blend" else [chosen]
         candidates = dict(self.candidates)
 
-        def refit(rows):
-            return [clone(candidates[m]).set_params(**self._params(m))
-                    .fit(X[rows], y[rows], **_weights(sample_weight, rows), **_given_kwargs(candidates[m], given))
-                    for m in members]
+        seconds = record.setdefault("fit_seconds", {})
+
+        def refit(rows, what):
+            started = time.perf_counter()
+            out = [clone(candidates[m]).set_params(**self._params(m))
+                   .fit(X[rows], y[rows], **_weights(sample_weight, rows), **_given_kwargs(candidates[m], given))
+                   for m in members]
+            seconds[what] = round(time.perf_counter() - started, 2)
+            return out
         self.calibrator_ = None
         if method:
             # The map is fitted on out-of-sample scores of the members refitted on every row older
@@ -194,14 +200,14 @@ class SelectedEstimator(BaseEstimator):
             # staler), and kept when it still helps on them; the members refitted on all rows serve
             # with it (the newest rows carry what the older ones miss when the relation moves).
             older = np.setdiff1d(np.arange(len(y)), valid)
-            pv = np.mean([self._predict_one(est, X[valid]) for est in refit(older)], axis=0)
+            pv = np.mean([self._predict_one(est, X[valid]) for est in refit(older, "older_rows")], axis=0)
             first = record["calibration"]
             method = self._choose_calibration(self._numeric(y[valid]), pv, record)
             record["calibration"]["on_embargoed_models"] = first
             record["calibration"]["fitted_on"] = f"{len(older):,} rows older than the choosing rows"
             if method:
                 self.calibrator_ = self._fit_calibrator(method)
-        self.estimators_ = refit(np.arange(len(y)))
+        self.estimators_ = refit(np.arange(len(y)), "all_rows")
         record["refit"] = True
         if why_not is None and "candidates" in record and isinstance(self, ClassifierMixin):
             # what the choice saw, for a value model that takes its probability from this one (see ``given``)
@@ -222,6 +228,7 @@ class SelectedEstimator(BaseEstimator):
         preds, failed, tried, best = {}, {}, {}, {}
         self._inner = {}
         grids = self.grids or {}
+        spent = record.setdefault("fit_seconds", {}).setdefault("choice", {})     # per candidate, its grid's fits
         for name, est in self.candidates:
             for params in (ParameterGrid(grids[name]) if name in grids else [{}]):
                 try:
@@ -230,15 +237,19 @@ class SelectedEstimator(BaseEstimator):
                     if _takes_given(est) and seen is None:
                         raise ValueError("it takes P(y > 0) from the purchase model, which made no choice on "
                                          "these rows")
+                    started = time.perf_counter()
                     model = clone(est).set_params(**params).fit(X[fit], y[fit], **weights,
                                                                 **_given_kwargs(est, seen))
+                    took = round(time.perf_counter() - started, 2)
                     p = self._predict_one(model, X[valid])
                 except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:   # e.g. no positive value
                     why = f"{type(exc).__name__}: {exc}"[:300]
                     tried.setdefault(name, []).append({"params": params, "failed": why})
                     continue
                 loss = float(self._metric(yv[None], p[None])[0])
-                tried.setdefault(name, []).append({"params": params, self._score_name: round(loss, 6)})
+                tried.setdefault(name, []).append({"params": params, self._score_name: round(loss, 6),
+                                                   "fit_seconds": took})
+                spent[name] = round(spent.get(name, 0.0) + took, 2)
                 if loss < best.get(name, np.inf):
                     best[name], preds[name], self._inner[name], self.best_params_[name] = loss, p, model, params
             if name not in preds:

@@ -107,6 +107,8 @@ def test_a_chosen_blend_serves_its_two_members_refitted():
     assert reg.selection_["chosen"] == "blend" and sorted(reg.selection_["blend_of"]) == ["x0", "x1"]
     assert reg.selection_["blend_kept"] and reg.selection_["blend_gain"]["lo"] > 0
     assert len(reg.estimators_) == 2 and reg.selection_["refit"]
+    spent = reg.selection_["fit_seconds"]                                # where a fit's time went, per step
+    assert set(spent["choice"]) == {"mean", "x0", "x1"} and spent["all_rows"] >= 0 and "older_rows" not in spent
     np.testing.assert_allclose(reg.predict(X), (X[:, 0] + X[:, 1]) / 2 + 1.5, atol=0.05)  # each member adds the mean of the other half
 
 
@@ -216,6 +218,7 @@ def test_a_miscalibrated_classifier_is_recalibrated_and_its_calibration_error_fa
     # choosing rows); the model refitted on all rows serves with it
     s = cal.selection_
     assert s["refit"] is True and s["calibration"]["on_embargoed_models"]["method"] in ("isotonic", "sigmoid")
+    assert set(s["fit_seconds"]) == {"choice", "older_rows", "all_rows"}
     fit, choose = time_order_split(8000, dates)
     assert s["n_fit"] == len(fit) and s["calibration"]["fitted_on"] == f"{8000 - len(choose):,} rows older than the choosing rows"
     np.testing.assert_allclose(cal.estimators_[0].model_.coef_, raw.estimators_[0].model_.coef_)
