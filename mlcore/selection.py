@@ -163,7 +163,7 @@ class SelectedEstimator(BaseEstimator):
         self._prepare(y)
         fit, valid = time_order_split(len(y), dates, self.valid_days, self.embargo_days, self.valid_fraction)
         record = {"scoring": self._score_name, "n_fit": int(len(fit)), "n_choose": int(len(valid)),
-                  "default": self._default()}
+                  "default": self._default(), "fit_seconds": {}}
         if dates is not None and len(valid):
             d = pd.to_datetime(pd.Series(np.asarray(dates)))
             record["choose_window"] = [str(d.iloc[valid].min().date()), str(d.iloc[valid].max().date())]
@@ -184,14 +184,12 @@ class SelectedEstimator(BaseEstimator):
         members = record["blend_of"] if chosen == "blend" else [chosen]
         candidates = dict(self.candidates)
 
-        seconds = record.setdefault("fit_seconds", {})
-
         def refit(rows, what):
             started = time.perf_counter()
             out = [clone(candidates[m]).set_params(**self._params(m))
                    .fit(X[rows], y[rows], **_weights(sample_weight, rows), **_given_kwargs(candidates[m], given))
                    for m in members]
-            seconds[what] = round(time.perf_counter() - started, 2)
+            record["fit_seconds"][what] = round(time.perf_counter() - started, 2)
             return out
         self.calibrator_ = None
         if method:
@@ -228,7 +226,6 @@ class SelectedEstimator(BaseEstimator):
         preds, failed, tried, best = {}, {}, {}, {}
         self._inner = {}
         grids = self.grids or {}
-        spent = record.setdefault("fit_seconds", {}).setdefault("choice", {})     # per candidate, its grid's fits
         for name, est in self.candidates:
             for params in (ParameterGrid(grids[name]) if name in grids else [{}]):
                 try:
@@ -249,11 +246,13 @@ class SelectedEstimator(BaseEstimator):
                 loss = float(self._metric(yv[None], p[None])[0])
                 tried.setdefault(name, []).append({"params": params, self._score_name: round(loss, 6),
                                                    "fit_seconds": took})
-                spent[name] = round(spent.get(name, 0.0) + took, 2)
                 if loss < best.get(name, np.inf):
                     best[name], preds[name], self._inner[name], self.best_params_[name] = loss, p, model, params
             if name not in preds:
                 failed[name] = tried[name][-1]["failed"]
+        # per candidate, the seconds of its grid's fits that scored
+        record["fit_seconds"]["choice"] = {name: round(sum(t["fit_seconds"] for t in runs if "fit_seconds" in t), 2)
+                                           for name, runs in tried.items() if any("fit_seconds" in t for t in runs)}
         if not preds:
             raise ValueError(f"every candidate failed to fit: {failed}")
         if failed:
