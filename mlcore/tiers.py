@@ -16,7 +16,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import MaxAbsScaler, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from mlcore.compat import patch_weighted_binning
+from mlcore.compat import patch_binning
 from mlcore.exceptions import ConfigError
 from mlcore.features import (ActivityStats, CoOccurrence, ConceptDiversity, ConceptTfidf, CustomerBase,
                              PurchaseHistory, RecencyConcepts)
@@ -25,7 +25,7 @@ from mlcore.params import check_param
 from mlcore.selection import (GuardedRegressor, RecalibratedRegressor, SelectedClassifier, SelectedEstimator,
                               SelectedRegressor, TwoPartRegressor, _takes_given)
 
-patch_weighted_binning()    # weighted boosting fits (drift retrainings) bin in one sort per column
+patch_binning()    # boosting fits bin their columns in one sort each (weighted ones: drift retrainings)
 
 TIERS = ("fast", "elite")
 TARGETS = ("purchased", "churned", "lifetime_value")

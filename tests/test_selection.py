@@ -393,15 +393,18 @@ def test_model_parameters_are_validated_with_clear_messages(estimator, message):
         estimator.fit(rng.normal(size=(300, 3)), rng.integers(0, 2, 300))
 
 
-@pytest.mark.parametrize("case", ["many_values", "ties_nan_zero_weights", "few_values", "one_value"])
+@pytest.mark.parametrize("case", ["many_values", "ties_nan_zero_weights", "few_values", "one_value", "mostly_zero_inf"])
 def test_the_weighted_binning_patch_finds_scikit_learns_edges_bit_for_bit(case):
-    """mlcore.compat: the weighted bin edges in one call are the edges scikit-learn finds one by one."""
+    """mlcore.compat: the bin edges in one sort are the edges scikit-learn finds, weighted or not."""
     from mlcore import compat
     rng = np.random.default_rng(3)
     x = {"many_values": rng.lognormal(size=3000),
          "ties_nan_zero_weights": np.round(rng.normal(size=3000), 2),
          "few_values": rng.integers(0, 40, 3000).astype(float),
-         "one_value": np.ones(3000)}[case]
+         "one_value": np.ones(3000),
+         "mostly_zero_inf": np.where(rng.random(3000) < 0.9, 0.0, rng.exponential(size=3000))}[case]
+    if case == "mostly_zero_inf":
+        x[:5] = np.inf
     w = np.where(rng.random(3000) < 0.2, 20.0, 1.0)
     if case == "ties_nan_zero_weights":
         x[rng.random(3000) < 0.1] = np.nan
@@ -413,7 +416,8 @@ def test_the_weighted_binning_patch_finds_scikit_learns_edges_bit_for_bit(case):
         np.testing.assert_array_equal(compat.find_binning_thresholds(x.copy(), max_bins), compat._ORIGINAL(x.copy(), max_bins))
 
 
-def test_a_weighted_boosting_fit_is_unchanged_by_the_patch():
+@pytest.mark.parametrize("weighted", [True, False])
+def test_a_boosting_fit_is_unchanged_by_the_patch(weighted):
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.ensemble._hist_gradient_boosting import binning
 
@@ -421,15 +425,16 @@ def test_a_weighted_boosting_fit_is_unchanged_by_the_patch():
     rng = np.random.default_rng(5)
     X = rng.normal(size=(4000, 6))
     y = (X[:, 0] + rng.normal(size=4000) > 0).astype(int)
-    w = np.where(np.arange(4000) > 3000, 20.0, 1.0)
+    w = np.where(np.arange(4000) > 3000, 20.0, 1.0) if weighted else None
+    X[::7, 2] = np.nan
 
     def fit():
         return HistGradientBoostingClassifier(max_iter=30, random_state=0).fit(X, y, sample_weight=w).predict_proba(X)
-    assert compat.patch_weighted_binning() and binning._find_binning_thresholds is compat.find_binning_thresholds
+    assert compat.patch_binning() and binning._find_binning_thresholds is compat.find_binning_thresholds
     patched = fit()
     binning._find_binning_thresholds = compat._ORIGINAL
     try:
         original = fit()
     finally:
-        compat.patch_weighted_binning()
+        compat.patch_binning()
     np.testing.assert_array_equal(patched, original)
