@@ -5,9 +5,11 @@ fits each on the older training rows, scores it on the newer ones by a proper sc
 loss for probabilities, squared error for a mean), keeps the best and refits it on all the rows.
 A classifier may instead be recalibrated (isotonic or sigmoid) when that lowers the log loss of
 rows its map was not fitted on: the map is fitted on the newer rows' scores of a model refitted on
-every row older than them (never on rows that model learnt from), and serves with the model refitted
-on all rows. Nothing outside the
-rows given to ``fit`` is seen: the caller's holdout stays a holdout. With too few rows to split,
+the rows older than them (never on rows that model learnt from), and serves with the model refitted
+on all rows. Nothing outside the rows given to ``fit`` is seen: the caller's holdout stays a
+holdout. With ``max_fit_rows``, the choice and the map's refit learn from that many of the newest
+older rows only (a family's rank settles long before its last row; the refit on all rows keeps
+every one). With too few rows to split,
 ``fallback`` (else the first candidate) is kept: name the most robust one, e.g. the linear model,
 which extrapolates where boosted trees stay flat. What was chosen, and why, is in ``selection_``.
 
@@ -81,14 +83,17 @@ class SelectedEstimator(BaseEstimator):
     ``grids`` maps a candidate's name to a scikit-learn parameter grid (``{"C": [0.1, 1.0]}``, nested
     names as in ``set_params``): each setting is fitted on the older rows and the one with the lowest
     score on the newer rows stands for its candidate (in the choice, the blend and the refit).
+    ``max_fit_rows``: at most this many of the newest older rows are fitted on, for the choice and
+    for a calibration map's refit (None: all); the choice is refitted on all rows either way.
     """
 
     _score_name = ""
 
     def __init__(self, candidates, blend: bool = False, calibrate: bool = False, valid_days: int = 60,
                  embargo_days: int = 90, valid_fraction: float = 0.2, n_boot: int = 100, random_state: int = 0,
-                 fallback: str | None = None, grids: dict | None = None):
+                 fallback: str | None = None, grids: dict | None = None, max_fit_rows: int | None = None):
         self.candidates = candidates
+        self.max_fit_rows = max_fit_rows
         self.fallback = fallback
         self.grids = grids
         self.blend = blend
@@ -115,6 +120,7 @@ class SelectedEstimator(BaseEstimator):
         check_param(type(self).__name__, "embargo_days", self.embargo_days, numbers.Integral, 0)
         check_param(type(self).__name__, "valid_fraction", self.valid_fraction, numbers.Real, 0.01, 0.9)
         check_param(type(self).__name__, "n_boot", self.n_boot, numbers.Integral, 1)
+        check_param(type(self).__name__, "max_fit_rows", self.max_fit_rows, numbers.Integral, MIN_FIT_ROWS, none_ok=True)
 
     def _check_grids(self, candidates: dict) -> None:
         if self.grids is None:
@@ -133,6 +139,15 @@ class SelectedEstimator(BaseEstimator):
                 raise ValueError(f"{where}[{name!r}] is not a valid parameter grid for it: {exc}") from None
             if not settings or settings == [{}]:
                 raise ValueError(f"{where}[{name!r}] must try at least one setting, got {grid!r}.")
+
+    def _newest(self, rows: np.ndarray, dates) -> np.ndarray:
+        """The newest ``max_fit_rows`` of ``rows`` (by ``dates``, else by position), in their order."""
+        if self.max_fit_rows is None or len(rows) <= self.max_fit_rows:
+            return rows
+        if dates is None:
+            return rows[-self.max_fit_rows:]
+        d = pd.to_datetime(pd.Series(np.asarray(dates))).to_numpy()[rows]
+        return np.sort(rows[np.argsort(d, kind="stable")[-self.max_fit_rows:]])
 
     def _params(self, name: str) -> dict:
         """The chosen setting of candidate ``name``'s grid ({} without a grid or a choice)."""
@@ -162,8 +177,11 @@ class SelectedEstimator(BaseEstimator):
         y = np.asarray(y)
         self._prepare(y)
         fit, valid = time_order_split(len(y), dates, self.valid_days, self.embargo_days, self.valid_fraction)
+        available, fit = len(fit), self._newest(fit, dates)
         record = {"scoring": self._score_name, "n_fit": int(len(fit)), "n_choose": int(len(valid)),
                   "default": self._default(), "fit_seconds": {}}
+        if len(fit) < available:
+            record["n_fit_available"] = int(available)
         if dates is not None and len(valid):
             d = pd.to_datetime(pd.Series(np.asarray(dates)))
             record["choose_window"] = [str(d.iloc[valid].min().date()), str(d.iloc[valid].max().date())]
@@ -174,8 +192,9 @@ class SelectedEstimator(BaseEstimator):
         if why_not is None and (len(names) > 1 or self.blend or self.calibrate or self.grids):
             chosen, method, scores = self._choose(X, y, sample_weight, fit, valid, record, given)
             record["candidates"] = scores
-            record["why"] = (f"lowest {self._score_name} on the newest {len(valid):,} training rows, "
-                             f"fitted on {len(fit):,} older ones")
+            record["why"] = (f"lowest {self._score_name} on the newest {len(valid):,} training rows, fitted on "
+                             + (f"the newest {len(fit):,} of {available:,} older ones" if len(fit) < available
+                                else f"{len(fit):,} older ones"))
             if "blend_gain" in record:
                 record["why"] += "; " + _blend_why(record, chosen)
         else:
@@ -193,16 +212,18 @@ class SelectedEstimator(BaseEstimator):
             return out
         self.calibrator_ = None
         if method:
-            # The map is fitted on out-of-sample scores of the members refitted on every row older
-            # than the choosing rows (the embargoed ones the choice was made with are 90 days
-            # staler), and kept when it still helps on them; the members refitted on all rows serve
+            # The map is fitted on out-of-sample scores of the members refitted on the rows older
+            # than the choosing rows, the newest ``max_fit_rows`` of them (the embargoed ones the
+            # choice was made with are 90 days staler), and kept when it still helps on them; the members refitted on all rows serve
             # with it (the newest rows carry what the older ones miss when the relation moves).
-            older = np.setdiff1d(np.arange(len(y)), valid)
+            every = np.setdiff1d(np.arange(len(y)), valid)
+            older = self._newest(every, dates)
             pv = np.mean([self._predict_one(est, X[valid]) for est in refit(older, "older_rows")], axis=0)
             first = record["calibration"]
             method = self._choose_calibration(self._numeric(y[valid]), pv, record)
             record["calibration"]["on_embargoed_models"] = first
-            record["calibration"]["fitted_on"] = f"{len(older):,} rows older than the choosing rows"
+            record["calibration"]["fitted_on"] = (f"{len(older):,} rows older than the choosing rows"
+                                                  + (f" (the newest of {len(every):,})" if len(older) < len(every) else ""))
             if method:
                 self.calibrator_ = self._fit_calibrator(method)
         self.estimators_ = refit(np.arange(len(y)), "all_rows")
@@ -345,10 +366,11 @@ class SelectedClassifier(ClassifierMixin, SelectedEstimator):
 
     With ``calibrate``, the chosen one's scores on the newer rows are split in time: isotonic and
     sigmoid maps are fitted on the older half and one is kept when it lowers the log loss of the
-    newer half significantly (paired 95 % bound). The chosen one is then refitted on every row
-    older than the newer rows (the embargoed rows included) and the test is made again on its
-    scores; a map that still helps is refitted on all its scores of the newer rows. The chosen one
-    refitted on all rows serves, with that map or without one. Binary targets only.
+    newer half significantly (paired 95 % bound). The chosen one is then refitted on the rows
+    older than the newer rows (the embargoed rows included; the newest ``max_fit_rows`` of them) and
+    the test is made again on its scores; a map that still helps is refitted on all its scores of
+    the newer rows. The chosen one refitted on all rows serves, with that map or without one.
+    Binary targets only.
     """
 
     _score_name = "log_loss"

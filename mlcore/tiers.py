@@ -206,6 +206,13 @@ GLM_ALPHA_GRID = {"regressor__regressor__alpha": [0.003, 0.01, 0.03, 0.1]}
 TWO_PART_GLM_GRID = {"regressor__regressor__regressor__regressor__alpha": [0.01, 0.03, 0.1, 0.3]}
 
 
+#: The choice (and a calibration map's refit) learns from at most this many of the newest rows older
+#: than the choosing rows; the chosen model is refitted on all rows. On 200k clients (236,189 rows
+#: to choose from) it made the same choices, kept one more map (Elite churn's sigmoid) and moved no
+#: holdout AUC or R2 by more than 0.0014, in 180 s of fitting instead of 359 s (README, targets).
+CHOICE_ROWS = 80_000
+
+
 def _two_part_glm(random_state: int = 0):
     """The purchase model's probability x a Gamma GLM of the value given a purchase, recalibrated."""
     return TwoPartRegressor("given", RecalibratedRegressor(_glm(GammaRegressor, 0.1), random_state=random_state))
@@ -217,7 +224,7 @@ def fast_pipeline(random_state: int = 0) -> Pipeline:
     on time) and a small boosted model, chosen on time."""
     def classifier():
         return SelectedClassifier([("logistic", LogisticRegression(C=0.3, max_iter=500))], grids={"logistic": C_GRID},
-                                  calibrate=True, random_state=random_state)
+                                  calibrate=True, max_fit_rows=CHOICE_ROWS, random_state=random_state)
     return Pipeline([
         ("features", FeatureUnion([("tfidf", ConceptTfidf()), ("recency", RecencyConcepts(half_lives=(90,))),
                                    ("stats", ActivityStats()), ("purchases", PurchaseHistory())])),
@@ -231,7 +238,7 @@ def fast_pipeline(random_state: int = 0) -> Pipeline:
                 ("poisson_boosting_small", SelectedBoostingRegressor(50, loss="poisson", max_iter=100,
                                                                      random_state=random_state)),
             ], grids={"poisson_glm": GLM_ALPHA_GRID, "two_part_glm": TWO_PART_GLM_GRID},
-                random_state=random_state))),
+                max_fit_rows=CHOICE_ROWS, random_state=random_state))),
     ])
 
 
@@ -244,7 +251,7 @@ def elite_pipeline(random_state: int = 0, k_best: int = 200) -> Pipeline:
         return SelectedClassifier([("boosting", SelectedBoostingClassifier(k_best, random_state=random_state)),
                                    ("logistic", LogisticRegression(C=0.3, max_iter=500))],
                                   grids={"logistic": C_GRID}, blend=True, calibrate=True, fallback="logistic",
-                                  random_state=random_state)
+                                  max_fit_rows=CHOICE_ROWS, random_state=random_state)
     return Pipeline([
         ("features", FeatureUnion([
             ("tfidf", ConceptTfidf()),      # Fast's concept block: Elite's linear candidates see all Fast sees
@@ -266,7 +273,7 @@ def elite_pipeline(random_state: int = 0, k_best: int = 200) -> Pipeline:
                 ("poisson_glm", _glm(PoissonRegressor, 0.01)),
                 ("two_part_glm", _two_part_glm(random_state)),
             ], grids={"poisson_glm": GLM_ALPHA_GRID, "two_part_glm": TWO_PART_GLM_GRID},
-                blend=True, fallback="poisson_glm", random_state=random_state))),
+                blend=True, fallback="poisson_glm", max_fit_rows=CHOICE_ROWS, random_state=random_state))),
     ])
 
 

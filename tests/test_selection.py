@@ -247,6 +247,39 @@ def test_a_calibrated_classifier_serves_a_model_that_learnt_from_the_newest_rows
     assert roc_auc_score(y[future], clf.predict_proba(X[future])[:, 1]) > 0.7
 
 
+class _Seen(_Overconfident):
+    """Records the first column (the row's day) of the rows it was fitted on."""
+
+    def fit(self, X, y, sample_weight=None):
+        self.days_ = np.sort(np.round(X[:, 0] * 1000))
+        return super().fit(X, y)
+
+
+def test_with_max_fit_rows_the_choice_and_the_maps_refit_learn_from_the_newest_older_rows_only():
+    rng = np.random.default_rng(0)
+    n = 8000
+    day = rng.permutation(np.repeat(np.arange(400), n // 400))            # rows in no date order
+    dates = pd.Timestamp("2024-01-01") + pd.to_timedelta(day, unit="D")
+    X = np.column_stack([day / 1000, rng.normal(size=(n, 2))])
+    y = (rng.random(n) < 1 / (1 + np.exp(-X[:, 1]))).astype(int)
+    clf = SelectedClassifier([("seen", _Seen())], calibrate=True,
+                             max_fit_rows=1000).fit(X, y, dates=dates)
+    s = clf.selection_
+    fit, choose = time_order_split(n, dates)
+    newest = np.sort(day[fit])[-1000:]
+    assert s["n_fit"] == 1000 and s["n_fit_available"] == len(fit)
+    assert f"fitted on the newest 1,000 of {len(fit):,} older ones" in s["why"]
+    np.testing.assert_array_equal(clf.choice_model_.estimators[0].days_, newest)
+    assert s["calibration"]["fitted_on"] == f"1,000 rows older than the choosing rows (the newest of {n - len(choose):,})"
+    assert s["fit_seconds"].keys() == {"choice", "older_rows", "all_rows"}
+    assert len(clf.estimators_[0].days_) == n                          # the artifact learnt from every row
+    # a cap above the rows there are changes nothing
+    same = SelectedClassifier([("seen", _Seen()), ("prior", DummyClassifier())], max_fit_rows=n).fit(X, y, dates=dates)
+    assert "n_fit_available" not in same.selection_ and same.selection_["n_fit"] == len(fit)
+    with pytest.raises(ValueError, match="max_fit_rows must be an integer >= 200 or None, got 10"):
+        SelectedClassifier([("seen", _Seen())], max_fit_rows=10).fit(X, y, dates=dates)
+
+
 def test_a_grid_chooses_the_penalty_on_the_newest_rows_and_the_artifact_is_refitted_with_it():
     rng = np.random.default_rng(0)
     # few rows, many noise columns: a weak penalty overfits, a strong one does not
