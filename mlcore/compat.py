@@ -8,7 +8,7 @@ function asks ``_weighted_percentile`` for all the edges of a column in one call
 the same function on the same inputs, so the same edges, bit for bit (``tests/test_selection.py``).
 Unweighted, the same versions sort every column three times (an ``argsort`` and its gather, then
 ``np.unique``): one ``np.sort`` and a scan for the distinct values give the same edges, bit for bit,
-about 3x faster; at 200,000 rows that was ~20 % of an Elite boosting fit.
+about 3x faster (Elite on 200k clients: 293 s of fitting instead of 325 s).
 
 Example:
     >>> from mlcore.compat import patch_binning
