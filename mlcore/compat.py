@@ -40,11 +40,7 @@ def find_binning_thresholds(col_data, max_bins, sample_weight=None):
     percentiles = np.linspace(0, 100, num=max_bins + 1)[1:-1]
     thresholds = np.asarray(binning._weighted_percentile(col_data, sample_weight, percentiles, average=True),
                             dtype=np.float64)
-    unique = np.unique(thresholds)
-    if unique.shape[0] != thresholds.shape[0]:
-        thresholds = unique
-    np.clip(thresholds, a_min=None, a_max=binning.ALMOST_INF, out=thresholds)
-    return thresholds
+    return _distinct_finite(thresholds)
 
 
 def _unweighted(col_data, max_bins):
@@ -59,6 +55,11 @@ def _unweighted(col_data, max_bins):
     else:
         thresholds = np.percentile(values, np.linspace(0, 100, num=max_bins + 1)[1:-1],
                                    method="averaged_inverted_cdf")
+    return _distinct_finite(thresholds)
+
+
+def _distinct_finite(thresholds):
+    """scikit-learn's last step: the edges without repeats, +inf lowered to ALMOST_INF."""
     unique = np.unique(thresholds)
     if unique.shape[0] != thresholds.shape[0]:
         thresholds = unique

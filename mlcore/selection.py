@@ -140,14 +140,13 @@ class SelectedEstimator(BaseEstimator):
             if not settings or settings == [{}]:
                 raise ValueError(f"{where}[{name!r}] must try at least one setting, got {grid!r}.")
 
-    def _newest(self, rows: np.ndarray, dates) -> np.ndarray:
-        """The newest ``max_fit_rows`` of ``rows`` (by ``dates``, else by position), in their order."""
+    def _newest(self, rows: np.ndarray, dates: np.ndarray | None) -> np.ndarray:
+        """The newest ``max_fit_rows`` of ``rows`` (by ``dates``, datetime64, else by position), in their order."""
         if self.max_fit_rows is None or len(rows) <= self.max_fit_rows:
             return rows
         if dates is None:
             return rows[-self.max_fit_rows:]
-        d = pd.to_datetime(pd.Series(np.asarray(dates))).to_numpy()[rows]
-        return np.sort(rows[np.argsort(d, kind="stable")[-self.max_fit_rows:]])
+        return np.sort(rows[np.argsort(dates[rows], kind="stable")[-self.max_fit_rows:]])
 
     def _params(self, name: str) -> dict:
         """The chosen setting of candidate ``name``'s grid ({} without a grid or a choice)."""
@@ -176,6 +175,8 @@ class SelectedEstimator(BaseEstimator):
         self._check_params()
         y = np.asarray(y)
         self._prepare(y)
+        if dates is not None:
+            dates = pd.to_datetime(pd.Series(np.asarray(dates))).to_numpy()
         fit, valid = time_order_split(len(y), dates, self.valid_days, self.embargo_days, self.valid_fraction)
         available, fit = len(fit), self._newest(fit, dates)
         record = {"scoring": self._score_name, "n_fit": int(len(fit)), "n_choose": int(len(valid)),
@@ -183,7 +184,7 @@ class SelectedEstimator(BaseEstimator):
         if len(fit) < available:
             record["n_fit_available"] = int(available)
         if dates is not None and len(valid):
-            d = pd.to_datetime(pd.Series(np.asarray(dates)))
+            d = pd.Series(dates)
             record["choose_window"] = [str(d.iloc[valid].min().date()), str(d.iloc[valid].max().date())]
         names = [name for name, _ in self.candidates]
         why_not = self._too_few(y, fit, valid)
@@ -214,8 +215,9 @@ class SelectedEstimator(BaseEstimator):
         if method:
             # The map is fitted on out-of-sample scores of the members refitted on the rows older
             # than the choosing rows, the newest ``max_fit_rows`` of them (the embargoed ones the
-            # choice was made with are 90 days staler), and kept when it still helps on them; the members refitted on all rows serve
-            # with it (the newest rows carry what the older ones miss when the relation moves).
+            # choice was made with are 90 days staler), and kept when it still helps on them; the
+            # members refitted on all rows serve with it (the newest rows carry what the older
+            # ones miss when the relation moves).
             every = np.setdiff1d(np.arange(len(y)), valid)
             older = self._newest(every, dates)
             pv = np.mean([self._predict_one(est, X[valid]) for est in refit(older, "older_rows")], axis=0)
