@@ -471,3 +471,27 @@ def test_a_boosting_fit_is_unchanged_by_the_patch(weighted):
     finally:
         compat.patch_binning()
     np.testing.assert_array_equal(patched, original)
+
+
+def test_the_lognormal_value_part_restores_the_mean_its_log_scale_loses():
+    # spend lognormal around a log-linear mean: exp of the mean log sits exp(-sigma^2 / 2) = 0.43 below
+    # the mean; the map brings the level back and the ranking is the ridge's
+    from mlcore.tiers import _two_part_lognormal, elite_pipeline, fast_pipeline
+
+    rng = np.random.default_rng(0)
+    beta = rng.normal(0, 0.3, 40)
+    def rows(n):
+        X = (rng.random((n, 40)) < 0.2).astype(float)
+        mean = 1500 * np.exp(X @ beta)
+        return X, mean, mean * rng.lognormal(-1.3 ** 2 / 2, 1.3, n)
+    X, _, y = rows(4000)
+    Xn, mean, _ = rows(4000)
+    part = _two_part_lognormal().regressor.fit(X, y)
+    raw, mapped = part.regressor_.predict(Xn), part.predict(Xn)
+    assert 0.38 < raw.mean() / mean.mean() < 0.48
+    assert 0.9 < mapped.mean() / mean.mean() < 1.1
+    assert np.mean((mapped - mean) ** 2) < 0.2 * np.var(mean)
+    for tier in (fast_pipeline(), elite_pipeline()):
+        clv = tier[-1].clv
+        assert "two_part_lognormal" in dict(clv.candidates)
+        assert set(clv.grids["two_part_lognormal"]) <= set(dict(clv.candidates)["two_part_lognormal"].get_params())
