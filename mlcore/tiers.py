@@ -227,6 +227,17 @@ def _two_part_lognormal(random_state: int = 0):
     return TwoPartRegressor("given", RecalibratedRegressor(GuardedRegressor(log_value), random_state=random_state))
 
 
+def _linear_clv(random_state: int = 0) -> list:
+    """Fast's linear CLV candidates, which Elite's choice includes too; their grids: ``LINEAR_CLV_GRIDS``."""
+    return [("poisson_glm", _glm(PoissonRegressor, 0.01)),
+            ("two_part_glm", _two_part_glm(random_state)),
+            ("two_part_lognormal", _two_part_lognormal(random_state))]
+
+
+LINEAR_CLV_GRIDS = {"poisson_glm": GLM_ALPHA_GRID, "two_part_glm": TWO_PART_GLM_GRID,
+                    "two_part_lognormal": LOGNORMAL_GRID}
+
+
 def fast_pipeline(random_state: int = 0) -> Pipeline:
     """Fast tier: concept TF-IDF, one recency-weighted concept block, activity statistics (note
     recency included) and purchase history; per target, small linear models (their penalty chosen
@@ -242,14 +253,10 @@ def fast_pipeline(random_state: int = 0) -> Pipeline:
             purchase=classifier(),
             churn=classifier(),
             clv=SelectedRegressor([
-                ("poisson_glm", _glm(PoissonRegressor, 0.01)),
-                ("two_part_glm", _two_part_glm(random_state)),
-                ("two_part_lognormal", _two_part_lognormal(random_state)),
+                *_linear_clv(random_state),
                 ("poisson_boosting_small", SelectedBoostingRegressor(50, loss="poisson", max_iter=100,
                                                                      random_state=random_state)),
-            ], grids={"poisson_glm": GLM_ALPHA_GRID, "two_part_glm": TWO_PART_GLM_GRID,
-                      "two_part_lognormal": LOGNORMAL_GRID},
-                max_fit_rows=CHOICE_ROWS, random_state=random_state))),
+            ], grids=LINEAR_CLV_GRIDS, max_fit_rows=CHOICE_ROWS, random_state=random_state))),
     ])
 
 
@@ -281,12 +288,8 @@ def elite_pipeline(random_state: int = 0, k_best: int = 200) -> Pipeline:
                     SelectedBoostingRegressor(k_best, loss="gamma", random_state=random_state),
                     random_state=random_state))),
                 ("poisson_boosting", SelectedBoostingRegressor(k_best, loss="poisson", random_state=random_state)),
-                ("poisson_glm", _glm(PoissonRegressor, 0.01)),
-                ("two_part_glm", _two_part_glm(random_state)),
-                ("two_part_lognormal", _two_part_lognormal(random_state)),
-            ], grids={"poisson_glm": GLM_ALPHA_GRID, "two_part_glm": TWO_PART_GLM_GRID,
-                      "two_part_lognormal": LOGNORMAL_GRID},
-                blend=True, fallback="poisson_glm", max_fit_rows=CHOICE_ROWS, random_state=random_state))),
+                *_linear_clv(random_state),
+            ], grids=LINEAR_CLV_GRIDS, blend=True, fallback="poisson_glm", max_fit_rows=CHOICE_ROWS, random_state=random_state))),
     ])
 
 
