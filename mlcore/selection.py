@@ -235,9 +235,19 @@ class SelectedEstimator(BaseEstimator):
             self.choice_model_ = _Mean([self._inner[m] for m in members], (len(fit), len(valid)))
         self.__dict__.pop("_inner", None)
         self.__dict__.pop("_cal_data", None)
+        self.__dict__.pop("choice_predictions_", None)
+        if "_choice_pred" in self.__dict__:
+            # (rows, target, the chosen one's uncalibrated scores) of the choosing rows, for a choice
+            # between whole pipelines made on the same rows (:class:`mlcore.tiers.SimplerUnlessBeaten`); not pickled
+            self.choice_predictions_ = (valid, *self.__dict__.pop("_choice_pred"))
         record["chosen"] = chosen
         self.selection_ = record
         return self
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())    # a copy: the live object keeps its attributes
+        state.pop("choice_predictions_", None)
+        return state
 
     def _choose(self, X, y, sample_weight, fit, valid, record, given=None):
         weights = _weights(sample_weight, fit)
@@ -296,6 +306,7 @@ class SelectedEstimator(BaseEstimator):
         if chosen == "blend":
             single = min(best, key=lambda name: (best[name], list(best).index(name)))
             chosen = self._blend_or_best(yv, preds, record, top=single)
+        self._choice_pred = (yv, preds[chosen])
         method = self._choose_calibration(yv, preds[chosen], record) if self.calibrate else None
         return chosen, method, scores
 

@@ -22,6 +22,7 @@ from mlcore.features import (ActivityStats, CoOccurrence, ConceptDiversity, Conc
                              PurchaseHistory, RecencyConcepts)
 from mlcore.forest import CompiledForest
 from mlcore.params import check_param
+from mlcore.evaluation import bootstrap
 from mlcore.selection import (GuardedRegressor, RecalibratedRegressor, SelectedClassifier, SelectedEstimator,
                               SelectedRegressor, TwoPartRegressor, _takes_given)
 
@@ -89,10 +90,7 @@ class MultiTargetModel(BaseEstimator):
 
     def score(self, X, y, sample_weight=None) -> float:
         """Mean of the purchase AUC, the churn AUC and the CLV R2 on ``X``."""
-        from mlcore.evaluation import evaluate, headline
-
-        values = headline(evaluate(np.asarray(y, dtype=float), self.predict(X), n_boot=1)).values()
-        return float(np.mean([v for v in values if v is not None]))
+        return _mean_headline(y, self.predict(X))
 
     def predict(self, X) -> np.ndarray:
         check_is_fitted(self, "clv_")
@@ -101,6 +99,102 @@ class MultiTargetModel(BaseEstimator):
         if self.clv_given_purchase:
             clv = purchase * clv
         return np.column_stack([purchase, self.churn_.predict_proba(X)[:, 1], clv])
+
+
+def _mean_headline(y, pred) -> float:
+    from mlcore.evaluation import evaluate, headline
+
+    values = headline(evaluate(np.asarray(y, dtype=float), pred, n_boot=1)).values()
+    return float(np.mean([v for v in values if v is not None]))
+
+
+class SimplerUnlessBeaten(BaseEstimator):
+    """Per target, the simple pipeline's prediction unless the rich one's beats it beyond noise.
+
+    ``simple`` and ``rich`` are pipelines ending in a :class:`MultiTargetModel`; each target's
+    estimators choose among their candidates on the same newest training rows (the same ``dates``
+    reach both through ``fit``'s ``model__dates``). On those rows, per target, the rich one's chosen
+    candidate and the mean of it and the simple one's are scored by the target's rule (log loss,
+    squared error); the better of the two serves when its per-row gain over the simple one has a
+    paired-bootstrap 90 % interval above zero, else the simple one serves, its predictions exactly.
+    Where the rich pipeline's extra features add nothing it can show, their variance is not paid for.
+
+    ``served_`` holds each target's choice (``simple``, ``rich`` or ``mean``); ``selection_`` the rich
+    one's choice records, with the simple pipeline and the mean among the candidates. A pipeline no
+    target serves is not kept. ``fit`` passes its keyword arguments to both pipelines.
+    """
+
+    def __init__(self, simple, rich, names: tuple = ("fast", "elite"), n_boot: int = 200, random_state: int = 0):
+        self.simple = simple
+        self.rich = rich
+        self.names = names
+        self.n_boot = n_boot
+        self.random_state = random_state
+
+    def fit(self, X, y, **fit_params):
+        check_param(type(self).__name__, "n_boot", self.n_boot, numbers.Integral, 1)
+        if not (isinstance(self.names, (tuple, list)) and len(self.names) == 2 and len(set(self.names)) == 2):
+            raise ValueError(f"{type(self).__name__}: names must be two distinct names, got {self.names!r}.")
+        simple = clone(self.simple).fit(X, y, **fit_params)
+        rich = clone(self.rich).fit(X, y, **fit_params)
+        self.served_, self.selection_ = {}, {}
+        for target in ("purchase", "churn", "clv"):
+            self.served_[target], self.selection_[target] = self._choose(
+                getattr(simple[-1], target + "_"), getattr(rich[-1], target + "_"))
+        used = set(self.served_.values())
+        self.simple_ = simple if used & {"simple", "mean"} else None
+        self.rich_ = rich if used & {"rich", "mean"} else None
+        return self
+
+    def _choose(self, s, r, level: float = 0.9) -> tuple[str, dict]:
+        simple_name, rich_name = self.names
+        record = dict(getattr(r, "selection_", {}))
+        a, b = getattr(s, "choice_predictions_", None), getattr(r, "choice_predictions_", None)
+        if a is None or b is None or not (np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])):
+            record["versus_simple"] = {"served": "rich", "why": f"{rich_name}'s own: {simple_name} and {rich_name} "
+                                       "made no choice on the same rows to compare them by"}
+            return "rich", record
+        _, yv, ps = a
+        preds = {"simple": ps, "rich": b[2], "mean": (ps + b[2]) / 2}
+        loss = {k: r._metric(yv[:, None], p[:, None]) for k, p in preds.items()}
+        best = min(("rich", "mean"), key=lambda k: (float(loss[k].mean()), k != "rich"))
+        d = loss["simple"] - loss[best]
+        gain = bootstrap({"gain": lambda _, x: x.mean(axis=1)}, d, d, self.n_boot, self.random_state, level=level)["gain"]
+        served = best if (gain["lo"] or 0.0) > 0 else "simple"
+        label = {"simple": f"{simple_name}_tier", "rich": record.get("chosen", rich_name),
+                 "mean": f"mean_with_{simple_name}_tier"}
+        what = {"rich": f"{rich_name}'s own choice", "mean": f"the mean of {rich_name}'s and {simple_name}'s"}[best]
+        why = (f"{what} was lower than {simple_name}'s by {gain['value']:.4g} (90% interval {gain['lo']:.4g} to "
+               f"{gain['hi']:.4g})" + (", beyond noise" if served != "simple" else
+                                       f", within noise, so {simple_name}'s serves"))
+        metrics = {r._score_name: r._metric, **r._also}
+        scores = {label[k]: bootstrap(metrics, yv, p, self.n_boot, self.random_state)
+                  for k, p in preds.items() if k != "rich"}
+        record["versus_simple"] = {"served": served, "gain": gain, "why": why}
+        if "candidates" in record:
+            record["candidates"] = {**record["candidates"], **scores}
+            record["own_choice"] = record["chosen"]
+            record["chosen"] = label[served]
+            record["why"] = f"{record['why']}; {why}"
+            if served == "simple":
+                record["calibration"] = s.selection_.get("calibration")
+        return served, record
+
+    def predict(self, X) -> np.ndarray:
+        check_is_fitted(self, "served_")
+        out = {name: est.predict(X) for name, est in (("simple", self.simple_), ("rich", self.rich_)) if est is not None}
+        if "mean" in self.served_.values():
+            out["mean"] = (out["simple"] + out["rich"]) / 2
+        return np.column_stack([out[self.served_[t]][:, col] for col, t in enumerate(("purchase", "churn", "clv"))])
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """Mean of the purchase AUC, the churn AUC and the CLV R2 on ``X``."""
+        return _mean_headline(y, self.predict(X))
+
+
+def selection_of(model) -> dict:
+    """Each target's choice record of a fitted tier (a pipeline or :class:`SimplerUnlessBeaten`)."""
+    return getattr(model if hasattr(model, "served_") else model[-1], "selection_", {})
 
 
 def to_dense(X):
@@ -260,8 +354,16 @@ def fast_pipeline(random_state: int = 0) -> Pipeline:
     ])
 
 
-def elite_pipeline(random_state: int = 0, k_best: int = 200) -> Pipeline:
-    """Elite tier: Fast's concept TF-IDF, recency-weighted concepts, co-occurrence, diversity, activity,
+def elite_pipeline(random_state: int = 0, k_best: int = 200) -> SimplerUnlessBeaten:
+    """Elite tier: per target, Elite's own pipeline (:func:`elite_own_pipeline`) or its mean with Fast's,
+    where either beats Fast's pipeline beyond noise on the choosing rows, else Fast's (see
+    :class:`SimplerUnlessBeaten`): Elite is never knowingly worse than Fast."""
+    return SimplerUnlessBeaten(fast_pipeline(random_state), elite_own_pipeline(random_state, k_best),
+                               random_state=random_state)
+
+
+def elite_own_pipeline(random_state: int = 0, k_best: int = 200) -> Pipeline:
+    """Elite's own pipeline: Fast's concept TF-IDF, recency-weighted concepts, co-occurrence, diversity, activity,
     purchase history and the customer-base model's predictions (BG/NBD x Gamma-Gamma); per target, boosting, a linear
     model and their soft vote (classifiers) or five CLV families (Fast's linear ones among them),
     chosen on time, the linear models' penalties too."""
@@ -293,23 +395,22 @@ def elite_pipeline(random_state: int = 0, k_best: int = 200) -> Pipeline:
     ])
 
 
-def set_selection_window(pipeline: Pipeline, valid_days: int, embargo_days: int) -> Pipeline:
+def set_selection_window(pipeline, valid_days: int, embargo_days: int):
     """Have each target's choice among candidates made on its newest ``valid_days`` of training rows,
     fitted on rows ``embargo_days`` older (the holdout's own split, inside the training rows)."""
-    model = pipeline[-1]
-    for est in (getattr(model, name, None) for name in ("purchase", "churn", "clv")):
+    for est in pipeline.get_params().values():
         if isinstance(est, SelectedEstimator):
             est.set_params(valid_days=valid_days, embargo_days=embargo_days)
     return pipeline
 
 
-def set_horizon(pipeline: Pipeline, horizon_days: int) -> Pipeline:
+def set_horizon(pipeline, horizon_days: int):
     """Have the feature blocks that predict a window (the customer-base block) predict ``horizon_days``."""
-    keys = [k for k in pipeline.get_params() if k.startswith("features__") and k.endswith("__horizon_days")]
+    keys = [k for k in pipeline.get_params() if "features__" in k and k.endswith("__horizon_days")]
     return pipeline.set_params(**dict.fromkeys(keys, horizon_days))
 
 
-def make_pipeline_for(tier: str, random_state: int = 0) -> Pipeline:
+def make_pipeline_for(tier: str, random_state: int = 0):
     """The unfitted pipeline of ``tier`` (``fast`` or ``elite``)."""
     if tier == "fast":
         return fast_pipeline(random_state)

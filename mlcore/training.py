@@ -32,7 +32,7 @@ from mlcore.history_io import (any_transactions, outcome_clients, read_notes, re
 from mlcore.labels import LabelPolicy, combine, outcomes_from_purchase_days
 from mlcore.progress import Progress
 from mlcore.registry import ModelVersion, Registry
-from mlcore.tiers import TARGETS, make_pipeline_for, set_horizon, set_selection_window
+from mlcore.tiers import TARGETS, make_pipeline_for, selection_of, set_horizon, set_selection_window
 
 log = logging.getLogger(__name__)
 REASONS = ("schedule", "drift", "manual")
@@ -212,7 +212,7 @@ def _train(engine, settings, tier, as_of, reason, random_state, since, bar) -> T
     add_monitoring_reference(metrics, ts.y[valid], pred)
     if purchases is not None:
         add_customer_base_baseline(metrics, purchases, ts, train, valid, H, settings.n_bootstrap, random_state)
-    for target, choice in getattr(pipeline[-1], "selection_", {}).items():
+    for target, choice in selection_of(pipeline).items():
         metrics[target]["selection"] = choice
     log.info("%s trained on %d rows in %.1fs; holdout %s", tier, len(train), fit_seconds, headline(metrics))
 

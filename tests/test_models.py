@@ -21,8 +21,8 @@ from mlcore.history_io import history_as_of, outcome_clients, read_outcomes
 from mlcore.ingest import ingest_file
 from mlcore.registry import Registry
 from mlcore.scoring import score
-from mlcore.tiers import (MultiTargetModel, SelectedBoostingClassifier, SelectedBoostingRegressor,
-                          _SelectedBoosting)
+from mlcore.tiers import (MultiTargetModel, SelectedBoostingClassifier, SelectedBoostingRegressor, _SelectedBoosting,
+                          elite_own_pipeline)
 from mlcore.training import train_tier
 
 
@@ -262,23 +262,28 @@ def test_elite_boosting_predicts_through_compiled_trees_exactly_as_scikit_learn(
     registry = Registry(engine, settings.model_store)
     pipeline = registry.load(registry.require_champion("elite"))
     ids = scoring.clients_with_notes(engine, last)
-    X = pipeline[:-1].transform(history_as_of(engine, ids, last))
-    model = pipeline.named_steps["model"]
-    # a two-part CLV shares the purchase model (one object in the artifact): each boosted model once
-    in_artifact = list({id(b): b for part in (model.purchase_, model.churn_, model.clv_)
-                        for b in _boosting_in(part)}.values())
+    # Elite serves its own pipeline, Fast's or their mean per target: the pipelines it keeps
+    kept = [p for p in (pipeline.simple_, pipeline.rich_) if p is not None]
+    # a two-part CLV shares the purchase model (one object in the artifact): each boosted model once,
+    # with its own pipeline's features
+    in_artifact = {}
+    for p in kept:
+        Xp = p[:-1].transform(history_as_of(engine, ids, last))
+        in_artifact.update({id(b): (b, Xp) for part in (p[-1].purchase_, p[-1].churn_, p[-1].clv_)
+                            for b in _boosting_in(part)})
     # Boosted models of each kind the Elite candidates use, fitted here, whatever the artifact chose.
+    X = elite_own_pipeline()[:-1].fit_transform(history_as_of(engine, ids, last))
     y = (np.arange(X.shape[0]) % 3 == 0).astype(int)
     value = 100.0 + np.arange(X.shape[0]) % 7
     fitted = [SelectedBoostingClassifier(50).fit(X, y), SelectedBoostingRegressor(50, loss="gamma").fit(X, value),
               SelectedBoostingRegressor(50, loss="poisson").fit(X, value * y)]
-    for est in in_artifact + fitted:
+    for est, Xe in [*in_artifact.values(), *((f, X) for f in fitted)]:
         assert est.forest_ is not None
         if hasattr(est, "predict_proba"):
-            np.testing.assert_allclose(est.predict_proba(X), est.model_.predict_proba(est._dense(X)), rtol=0,
+            np.testing.assert_allclose(est.predict_proba(Xe), est.model_.predict_proba(est._dense(Xe)), rtol=0,
                                        atol=1e-12)
         else:
-            np.testing.assert_allclose(est.predict(X), est.model_.predict(est._dense(X)), rtol=1e-12)
+            np.testing.assert_allclose(est.predict(Xe), est.model_.predict(est._dense(Xe)), rtol=1e-12)
     # Missing values follow each split's learnt side; rows split over two threads give the same sums.
     reg = fitted[1]
     base = reg._dense(X)
@@ -287,7 +292,7 @@ def test_elite_boosting_predicts_through_compiled_trees_exactly_as_scikit_learn(
     np.testing.assert_allclose(reg.forest_.raw(dense, n_threads=2), reg.model_._raw_predict(dense).ravel(),
                                rtol=1e-12)
     before = pipeline.predict(history_as_of(engine, ids, last))
-    for est in in_artifact:              # an artifact pickled before compiled trees: scikit-learn predicts
+    for est, _ in in_artifact.values():  # an artifact pickled before compiled trees: scikit-learn predicts
         del est.forest_
     np.testing.assert_allclose(pipeline.predict(history_as_of(engine, ids, last)), before, rtol=1e-9)
 
@@ -298,8 +303,9 @@ def test_scoring_history_read_in_one_query_equals_the_history_built_from_the_fil
 
     engine, settings, last, _ = trained
     as_of = last - dt.timedelta(days=200)
-    pipeline = Registry(engine, settings.model_store).load(Registry(engine, settings.model_store)
-                                                           .require_champion("elite"))
+    elite = Registry(engine, settings.model_store).load(Registry(engine, settings.model_store)
+                                                        .require_champion("elite"))
+    pipeline = next(p for p in (elite.rich_, elite.simple_) if p is not None)     # a pipeline Elite serves
     notes = pd.read_csv(small_world / "notes.csv", dtype={"note_id": str, "client_id": str}, parse_dates=["date"])
     concepts = pd.read_csv(small_world / "note_concepts.csv", dtype={"note_id": str, "concept_id": str})
     ids = scoring.clients_with_notes(engine, as_of)

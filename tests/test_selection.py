@@ -385,17 +385,20 @@ def _world(n=600, seed=0):
 def test_scikit_learn_tools_work_on_a_tier_pipeline(tier):
     h, y = _world()
     pipe = make_pipeline_for(tier)
+    own = "" if tier == "fast" else "rich__"          # Elite: its own pipeline beside Fast's
     twin = clone(pipe)
-    assert twin.get_params()["model__purchase__calibrate"] is True
-    blend = pipe.get_params()["model__clv__blend"]
-    twin.set_params(model__purchase__calibrate=False, model__clv__blend=not blend)
-    assert twin.get_params()["model__purchase__calibrate"] is False and pipe.get_params()["model__clv__blend"] is blend
+    assert twin.get_params()[f"{own}model__purchase__calibrate"] is True
+    blend = pipe.get_params()[f"{own}model__clv__blend"]
+    twin.set_params(**{f"{own}model__purchase__calibrate": False, f"{own}model__clv__blend": not blend})
+    assert twin.get_params()[f"{own}model__purchase__calibrate"] is False
+    assert pipe.get_params()[f"{own}model__clv__blend"] is blend
     assert len(h[np.arange(10)]) == 10 and h[5:8].samples["client_id"].tolist() == ["c5", "c6", "c7"]
     scores = cross_val_score(pipe, h, y, cv=TimeSeriesSplit(n_splits=3))
     assert scores.shape == (3,) and np.isfinite(scores).all() and (scores > 0.3).all()
-    model = pipe.fit(h, y, model__dates=h.samples["as_of"].to_numpy())[-1]
+    fitted = pipe.fit(h, y, model__dates=h.samples["as_of"].to_numpy())
+    models = [fitted[-1]] if tier == "fast" else [p[-1] for p in (fitted.simple_, fitted.rich_) if p is not None]
     # the choice's own models are not kept in the artifact
-    assert not any(hasattr(est, "choice_model_") for est in (model.purchase_, model.churn_, model.clv_))
+    assert models and not any(hasattr(est, "choice_model_") for m in models for est in (m.purchase_, m.churn_, m.clv_))
 
 
 @pytest.mark.parametrize("estimator, message", [
@@ -476,7 +479,7 @@ def test_a_boosting_fit_is_unchanged_by_the_patch(weighted):
 def test_the_lognormal_value_part_restores_the_mean_its_log_scale_loses():
     # spend lognormal around a log-linear mean: exp of the mean log sits exp(-sigma^2 / 2) = 0.43 below
     # the mean; the map brings the level back and the ranking is the ridge's
-    from mlcore.tiers import _two_part_lognormal, elite_pipeline, fast_pipeline
+    from mlcore.tiers import _two_part_lognormal, elite_own_pipeline, fast_pipeline
 
     rng = np.random.default_rng(0)
     beta = rng.normal(0, 0.3, 40)
@@ -491,7 +494,72 @@ def test_the_lognormal_value_part_restores_the_mean_its_log_scale_loses():
     assert 0.38 < raw.mean() / mean.mean() < 0.48
     assert 0.9 < mapped.mean() / mean.mean() < 1.1
     assert np.mean((mapped - mean) ** 2) < 0.2 * np.var(mean)
-    for tier in (fast_pipeline(), elite_pipeline()):
+    for tier in (fast_pipeline(), elite_own_pipeline()):
         clv = tier[-1].clv
         assert "two_part_lognormal" in dict(clv.candidates)
         assert set(clv.grids["two_part_lognormal"]) <= set(dict(clv.candidates)["two_part_lognormal"].get_params())
+
+
+def _leading(X, k):
+    return X[:, :k]
+
+
+def _columns_tier(k):
+    """A tier on the first ``k`` columns of a matrix: logistic models and a ridge, penalties chosen on time."""
+    from sklearn.linear_model import Ridge
+    from sklearn.preprocessing import FunctionTransformer
+
+    from mlcore.tiers import MultiTargetModel
+
+    def clf():
+        return SelectedClassifier([("logistic", LogisticRegression(max_iter=500))], grids={"logistic": {"C": [0.1, 1.0]}},
+                                  valid_days=60, embargo_days=30)
+    clv = SelectedRegressor([("ridge", Ridge())], grids={"ridge": {"alpha": [1.0, 100.0]}}, valid_days=60, embargo_days=30)
+    return make_pipeline(FunctionTransformer(_leading, kw_args={"k": k}),
+                         MultiTargetModel(purchase=clf(), churn=clf(), clv=clv))
+
+
+def _columns_world(extra_drives_purchase: bool, n=6000, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 12))
+    logit = 0.8 * X[:, 0] + 0.5 * X[:, 1] + (1.5 * X[:, 5] if extra_drives_purchase else 0.0)
+    bought = rng.random(n) < 1 / (1 + np.exp(-logit))
+    churned = rng.random(n) < 1 / (1 + np.exp(-(X[:, 2] - 0.5)))
+    value = bought * np.clip(100 + 40 * X[:, 0] + rng.normal(0, 30, n), 1, None)
+    return X, np.column_stack([bought, churned, value]).astype(float), _days(n).to_numpy()
+
+
+def test_the_rich_pipeline_serves_a_target_only_where_it_beats_the_simple_one_beyond_noise():
+    import pickle
+
+    from mlcore.tiers import SimplerUnlessBeaten, selection_of
+    # the rich tier sees 12 columns, the simple one 3; only in the second world does a column only
+    # the rich one sees (x5) drive a target (purchase)
+    X, y, dates = _columns_world(extra_drives_purchase=False)
+    both = SimplerUnlessBeaten(_columns_tier(3), _columns_tier(12)).fit(X, y, multitargetmodel__dates=dates)
+    assert both.served_ == {"purchase": "simple", "churn": "simple", "clv": "simple"}
+    assert both.rich_ is None            # served nowhere: not kept
+    alone = clone(_columns_tier(3)).fit(X, y, multitargetmodel__dates=dates)
+    np.testing.assert_array_equal(both.predict(X), alone.predict(X))
+    record = selection_of(both)["purchase"]
+    assert record["chosen"] == "fast_tier" and {"logistic", "fast_tier", "mean_with_fast_tier"} <= set(record["candidates"])
+    assert record["own_choice"] == "logistic" and "within noise, so fast's serves" in record["why"]
+    assert len(selection_table({t: {"selection": r} for t, r in selection_of(both).items()})) == 9
+
+    X, y, dates = _columns_world(extra_drives_purchase=True)
+    both = SimplerUnlessBeaten(_columns_tier(3), _columns_tier(12)).fit(X, y, multitargetmodel__dates=dates)
+    assert both.served_["purchase"] in ("rich", "mean") and both.served_["churn"] == "simple"
+    gain = selection_of(both)["purchase"]["versus_simple"]["gain"]
+    assert gain["lo"] > 0 and "beyond noise" in selection_of(both)["purchase"]["why"]
+    alone = clone(_columns_tier(3)).fit(X, y, multitargetmodel__dates=dates)
+    truth = y[:, 0][dates >= dates.max() - np.timedelta64(60, "D")]
+    recent = dates >= dates.max() - np.timedelta64(60, "D")
+    assert roc_auc_score(truth, both.predict(X[recent])[:, 0]) > roc_auc_score(truth, alone.predict(X[recent])[:, 0]) + 0.05
+    np.testing.assert_array_equal(both.predict(X)[:, 1], alone.predict(X)[:, 1])
+    # the choosing rows' scores are not part of the artifact
+    again = pickle.loads(pickle.dumps(both))
+    assert not hasattr(again.rich_[-1].purchase_, "choice_predictions_") and hasattr(both.rich_[-1].purchase_, "choice_predictions_")
+    np.testing.assert_array_equal(again.predict(X), both.predict(X))
+    assert both.get_params()["rich__multitargetmodel__purchase__grids"] == {"logistic": {"C": [0.1, 1.0]}}
+    with pytest.raises(ValueError, match="names must be two distinct names"):
+        SimplerUnlessBeaten(_columns_tier(3), _columns_tier(12), names=("a", "a")).fit(X, y)
