@@ -164,9 +164,10 @@ class SimplerUnlessBeaten(BaseEstimator):
         label = {"simple": f"{simple_name}_tier", "rich": record.get("chosen", rich_name),
                  "mean": f"mean_with_{simple_name}_tier"}
         what = {"rich": f"{rich_name}'s own choice", "mean": f"the mean of {rich_name}'s and {simple_name}'s"}[best]
-        why = (f"{what} was lower than {simple_name}'s by {gain['value']:.4g} (90% interval {gain['lo']:.4g} to "
-               f"{gain['hi']:.4g})" + (", beyond noise" if served != "simple" else
-                                       f", within noise, so {simple_name}'s serves"))
+        num = lambda x: "n/a" if x is None else f"{x:.4g}"  # noqa: E731  (a bootstrap bound may be None)
+        why = (f"{what} scored {num(gain['value'])} lower than {simple_name}'s on the same rows (90% interval "
+               f"{num(gain['lo'])} to {num(gain['hi'])})" + (", beyond noise" if served != "simple" else
+                                                           f", not beyond noise, so {simple_name}'s serves"))
         metrics = {r._score_name: r._metric, **r._also}
         scores = {label[k]: bootstrap(metrics, yv, p, self.n_boot, self.random_state)
                   for k, p in preds.items() if k != "rich"}

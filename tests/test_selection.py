@@ -543,7 +543,7 @@ def test_the_rich_pipeline_serves_a_target_only_where_it_beats_the_simple_one_be
     np.testing.assert_array_equal(both.predict(X), alone.predict(X))
     record = selection_of(both)["purchase"]
     assert record["chosen"] == "fast_tier" and {"logistic", "fast_tier", "mean_with_fast_tier"} <= set(record["candidates"])
-    assert record["own_choice"] == "logistic" and "within noise, so fast's serves" in record["why"]
+    assert record["own_choice"] == "logistic" and "not beyond noise, so fast's serves" in record["why"]
     assert len(selection_table({t: {"selection": r} for t, r in selection_of(both).items()})) == 9
 
     X, y, dates = _columns_world(extra_drives_purchase=True)
