@@ -54,6 +54,11 @@ def test_first_models_become_champions_with_metrics_beside_baselines(trained):
             assert m["auc"]["value"] > 0.6 > m["baseline"]["auc"]          # clearly above the trivial baseline
             assert m["brier"]["value"] < m["baseline"]["brier"]
         assert res.metrics["clv"]["r2"]["value"] > res.metrics["clv"]["baseline"]["r2"]
+    # Elite's record of each target says what served against Fast's pipeline, and why
+    for target in ("purchase", "churn", "clv"):
+        versus = results["elite"].metrics[target]["selection"]["versus_simple"]
+        assert versus["served"] in ("simple", "rich", "mean") and "fast" in versus["why"]
+        assert "versus_simple" not in results["fast"].metrics[target]["selection"]
     with engine.connect() as conn:
         row = conn.execute(sa.text("SELECT train_end, valid_start, valid_end FROM model_versions "
                                    "WHERE tier = 'elite'")).one()
