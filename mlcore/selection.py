@@ -484,9 +484,11 @@ class SelectedRegressor(RegressorMixin, SelectedEstimator):
     def _predict_one(self, est, X):
         return np.clip(est.predict(X), 0.0, None)
 
-    def predict(self, X):
+    def predict(self, X, known: dict | None = None):
+        """``known``: as :meth:`TwoPartRegressor.predict`'s, for the members that take a given probability."""
         check_is_fitted(self, "estimators_")
-        return np.mean([np.clip(est.predict(X), 0.0, None) for est in self.estimators_], axis=0)
+        return np.mean([np.clip(est.predict(X, known=known) if isinstance(est, TwoPartRegressor) else est.predict(X),
+                                0.0, None) for est in self.estimators_], axis=0)
 
 
 class TwoPartRegressor(RegressorMixin, BaseEstimator):
@@ -519,9 +521,14 @@ class TwoPartRegressor(RegressorMixin, BaseEstimator):
         self.regressor_ = clone(self.regressor).fit(X[rows], y[rows], **_weights(sample_weight, rows))
         return self
 
-    def predict(self, X):
+    def predict(self, X, known: dict | None = None):
+        """``known``: probabilities of ``X`` already computed, by ``id`` of the classifier that gave them
+        (the tier's purchase model, predicted once for both targets)."""
         check_is_fitted(self, "regressor_")
-        return self.classifier_.predict_proba(X)[:, 1] * np.clip(self.regressor_.predict(X), 0.0, None)
+        p = (known or {}).get(id(self.classifier_))
+        if p is None:
+            p = self.classifier_.predict_proba(X)[:, 1]
+        return p * np.clip(self.regressor_.predict(X), 0.0, None)
 
 
 def _takes_given(est) -> bool:

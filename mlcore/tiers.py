@@ -95,7 +95,9 @@ class MultiTargetModel(BaseEstimator):
     def predict(self, X) -> np.ndarray:
         check_is_fitted(self, "clv_")
         purchase = self.purchase_.predict_proba(X)[:, 1]
-        clv = np.clip(self.clv_.predict(X), 0.0, None)
+        # a two-part CLV's probability is the purchase model's: computed once
+        known = {"known": {id(self.purchase_): purchase}} if isinstance(self.clv_, (SelectedRegressor, TwoPartRegressor)) else {}
+        clv = np.clip(self.clv_.predict(X, **known), 0.0, None)
         if self.clv_given_purchase:
             clv = purchase * clv
         return np.column_stack([purchase, self.churn_.predict_proba(X)[:, 1], clv])

@@ -563,3 +563,25 @@ def test_the_rich_pipeline_serves_a_target_only_where_it_beats_the_simple_one_be
     assert both.get_params()["rich__multitargetmodel__purchase__grids"] == {"logistic": {"C": [0.1, 1.0]}}
     with pytest.raises(ValueError, match="names must be two distinct names"):
         SimplerUnlessBeaten(_columns_tier(3), _columns_tier(12), names=("a", "a")).fit(X, y)
+
+
+def test_a_two_part_clv_reuses_the_purchase_probability_the_model_computed_once():
+    from unittest import mock
+
+    from sklearn.linear_model import Ridge
+
+    from mlcore.tiers import MultiTargetModel
+
+    X, y, dates = _columns_world(extra_drives_purchase=True)
+    clf = lambda: SelectedClassifier([("logistic", LogisticRegression(max_iter=500))], valid_days=60, embargo_days=30)  # noqa: E731
+    two_part = ("two_part", TwoPartRegressor("given", Ridge()))
+    model = MultiTargetModel(purchase=clf(), churn=clf(),
+                             clv=SelectedRegressor([two_part], valid_days=60, embargo_days=30)).fit(X, y, dates=dates)
+    assert model.clv_.estimators_[0].classifier_ is model.purchase_
+    calls = []
+    real = SelectedClassifier.predict_proba
+    with mock.patch.object(SelectedClassifier, "predict_proba", autospec=True,
+                           side_effect=lambda self, X: calls.append(self) or real(self, X)):
+        pred = model.predict(X)
+    assert sum(c is model.purchase_ for c in calls) == 1
+    np.testing.assert_array_equal(pred[:, 2], np.clip(model.clv_.predict(X), 0, None))   # the uncached path
