@@ -116,9 +116,11 @@ class SimplerUnlessBeaten(BaseEstimator):
     ``simple`` and ``rich`` are pipelines ending in a :class:`MultiTargetModel`; each target's
     estimators choose among their candidates on the same newest training rows (the same ``dates``
     reach both through ``fit``'s ``model__dates``). On those rows, per target, the rich one's chosen
-    candidate and the mean of it and the simple one's are scored by the target's rule (log loss,
-    squared error); the better of the two serves when its per-row gain over the simple one has a
+    candidate (and for CLV the mean of it and the simple one's) is scored by the target's rule (log
+    loss, squared error); the better serves when its per-row gain over the simple one has a
     paired-bootstrap 90 % interval above zero, else the simple one serves, its predictions exactly.
+    The classifiers are not averaged: a mean of two calibrated probabilities is not calibrated, and
+    the label-free performance estimate (:mod:`mlcore.estimation`) relies on calibration.
     Where the rich pipeline's extra features add nothing it can show, their variance is not paid for.
 
     ``served_`` holds each target's choice (``simple``, ``rich`` or ``mean``); ``selection_`` the rich
@@ -157,9 +159,13 @@ class SimplerUnlessBeaten(BaseEstimator):
                                        "made no choice on the same rows to compare them by"}
             return "rich", record
         _, yv, ps = a
-        preds = {"simple": ps, "rich": b[2], "mean": (ps + b[2]) / 2}
+        preds = {"simple": ps, "rich": b[2]}
+        if not is_classifier(r):
+            # the mean of two calibrated probabilities is not calibrated (it is pulled towards the base
+            # rate), and the label-free performance estimate relies on calibration: classifiers serve one
+            preds["mean"] = (ps + b[2]) / 2
         loss = {k: r._metric(yv[:, None], p[:, None]) for k, p in preds.items()}
-        best = min(("rich", "mean"), key=lambda k: (float(loss[k].mean()), k != "rich"))
+        best = min([k for k in preds if k != "simple"], key=lambda k: (float(loss[k].mean()), k != "rich"))
         d = loss["simple"] - loss[best]
         gain = bootstrap({"gain": lambda _, x: x.mean(axis=1)}, d, d, self.n_boot, self.random_state, level=level)["gain"]
         served = best if (gain["lo"] or 0.0) > 0 else "simple"
@@ -358,8 +364,8 @@ def fast_pipeline(random_state: int = 0) -> Pipeline:
 
 
 def elite_pipeline(random_state: int = 0, k_best: int = 200) -> SimplerUnlessBeaten:
-    """Elite tier: per target, Elite's own pipeline (:func:`elite_own_pipeline`) or its mean with Fast's,
-    where either beats Fast's pipeline beyond noise on the choosing rows, else Fast's (see
+    """Elite tier: per target, Elite's own pipeline (:func:`elite_own_pipeline`), or for CLV its mean with
+    Fast's, where it beats Fast's pipeline beyond noise on the choosing rows, else Fast's (see
     :class:`SimplerUnlessBeaten`): Elite is never knowingly worse than Fast."""
     return SimplerUnlessBeaten(fast_pipeline(random_state), elite_own_pipeline(random_state, k_best),
                                random_state=random_state)
