@@ -333,8 +333,7 @@ class SelectedEstimator(BaseEstimator):
         two predictions).
         """
         per_row = lambda p: self._metric(yv[:, None], p[:, None])          # noqa: E731
-        mean = {"gain": lambda _, d: d.mean(axis=1)}
-        interval = lambda d: bootstrap(mean, d, d, self.n_boot, self.random_state, level=0.9)["gain"]  # noqa: E731
+        interval = lambda d: paired_gain(d, self.n_boot, self.random_state)  # noqa: E731
         record["blend_gain"] = interval(per_row(preds[top]) - per_row(preds["blend"]))
         beyond = (record["blend_gain"]["lo"] or 0.0) > 0
         tied = False
@@ -356,11 +355,20 @@ class SelectedEstimator(BaseEstimator):
         return None
 
 
+def paired_gain(d, n_boot: int, random_state: int = 0, level: float = 0.9) -> dict:
+    """The mean of per-row loss differences ``d`` with its bootstrap interval (``level``)."""
+    return bootstrap({"gain": lambda _, x: x.mean(axis=1)}, d, d, n_boot, random_state, level=level)["gain"]
+
+
+def num(x) -> str:
+    """A figure of a choice's reason, in 4 significant digits ("n/a" for a bootstrap bound that is None)."""
+    return "n/a" if x is None else f"{x:.4g}"
+
+
 def _blend_why(record: dict, chosen: str) -> str:
     """Why the blend was kept or not, in words, from the choice's record."""
     a, b = record["blend_of"]
     g = record["blend_gain"]
-    num = lambda x: "n/a" if x is None else f"{x:.4g}"  # noqa: E731  (a bootstrap bound may be None)
     gain = f"lower by {num(g['value'])} (90% interval {num(g['lo'])} to {num(g['hi'])})"
     if record["blend_kept_for"] == "gain":
         return f"the blend of {a} and {b} was {gain}, beyond noise"

@@ -21,10 +21,10 @@ from mlcore.exceptions import ConfigError
 from mlcore.features import (ActivityStats, CoOccurrence, ConceptDiversity, ConceptTfidf, CustomerBase,
                              PurchaseHistory, RecencyConcepts)
 from mlcore.forest import CompiledForest
-from mlcore.params import check_param
 from mlcore.evaluation import bootstrap
+from mlcore.params import check_param
 from mlcore.selection import (GuardedRegressor, RecalibratedRegressor, SelectedClassifier, SelectedEstimator,
-                              SelectedRegressor, TwoPartRegressor, _takes_given)
+                              SelectedRegressor, TwoPartRegressor, _takes_given, num, paired_gain)
 
 patch_binning()    # boosting fits bin their columns in one sort each (weighted ones: drift retrainings)
 
@@ -167,12 +167,11 @@ class SimplerUnlessBeaten(BaseEstimator):
         loss = {k: r._metric(yv[:, None], p[:, None]) for k, p in preds.items()}
         best = min([k for k in preds if k != "simple"], key=lambda k: (float(loss[k].mean()), k != "rich"))
         d = loss["simple"] - loss[best]
-        gain = bootstrap({"gain": lambda _, x: x.mean(axis=1)}, d, d, self.n_boot, self.random_state, level=level)["gain"]
+        gain = paired_gain(d, self.n_boot, self.random_state, level=level)
         served = best if (gain["lo"] or 0.0) > 0 else "simple"
         label = {"simple": f"{simple_name}_tier", "rich": record.get("chosen", rich_name),
                  "mean": f"mean_with_{simple_name}_tier"}
         what = {"rich": f"{rich_name}'s own choice", "mean": f"the mean of {rich_name}'s and {simple_name}'s"}[best]
-        num = lambda x: "n/a" if x is None else f"{x:.4g}"  # noqa: E731  (a bootstrap bound may be None)
         why = (f"{what} scored {num(gain['value'])} lower than {simple_name}'s on the same rows (90% interval "
                f"{num(gain['lo'])} to {num(gain['hi'])})" + (", beyond noise" if served != "simple" else
                                                            f", not beyond noise, so {simple_name}'s serves"))
